@@ -4,9 +4,9 @@
 """
 from .drop_schedule import DROP_MODES, DROP_SHAPES, DropPlan, DropSchedule
 from .drop_sites import DropSites, NoDropSitesError
-from .models import PAPER_MODELS, create_model_with_drop
+from .models import PAPER_MODELS, UnknownModelError, create_model_with_drop
 
 __all__ = [
     "DROP_MODES", "DROP_SHAPES", "DropPlan", "DropSchedule", "DropSites", "NoDropSitesError",
-    "PAPER_MODELS", "create_model_with_drop",
+    "PAPER_MODELS", "UnknownModelError", "create_model_with_drop",
 ]

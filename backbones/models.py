@@ -16,7 +16,11 @@ from timm.models.swin_transformer import SwinTransformer, _create_swin_transform
 
 from .drop_sites import DropSites
 
-__all__ = ["PAPER_MODELS", "create_model_with_drop"]
+__all__ = ["PAPER_MODELS", "UnknownModelError", "create_model_with_drop"]
+
+
+class UnknownModelError(ValueError):
+    """A model name neither the paper nor timm knows."""
 
 # The paper's name -> the timm architecture it denotes.
 PAPER_MODELS = {
@@ -74,7 +78,7 @@ def create_model_with_drop(name: str, *, dropout: float = 0.0, drop_path: float 
     has no site to go to (dropout on ConvNeXt).
     """
     if not timm.is_model(name):
-        raise ValueError(f"unknown model {name!r}; the paper's models are {sorted(PAPER_MODELS)} "
+        raise UnknownModelError(f"unknown model {name!r}; the paper's models are {sorted(PAPER_MODELS)} "
                          "(any timm model name also works)")
     # No drop_rate: timm uses it for the classifier head's dropout, which no schedule drives.
     model = timm.create_model(name, drop_path_rate=drop_path, **kwargs)

@@ -1,0 +1,158 @@
+"""Checkpoint reading, conversion and provenance: one code path for the whole suite.
+
+Formats read:
+
+* **this suite's export** (``tools/pretrain.sh`` writes ``weights.pth`` /
+  ``weights_ema.pth``): ``{"model": <timm state dict>, "meta": {...}}`` where
+  ``meta`` records the architecture and the pretraining method
+  (``arch``, ``timm_name``, ``dropout``, ``drop_path``, ``drop_mode``,
+  ``drop_schedule``, ``cutoff_epoch``, ``epochs``, ``ema``, ``top1``, ...);
+* **the paper's released checkpoints**: the state dict under ``model``, in each
+  architecture's original key layout (ConvNeXt's and Swin's differ from timm's;
+  converted here with timm's own filters);
+* a training checkpoint of this suite (``checkpoint-*.pth``, same ``model`` key)
+  or a bare state dict. A ``module.`` prefix (DDP) is stripped.
+
+Everything loads with ``torch.load(weights_only=True)``: no pickled code runs.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+__all__ = ["CheckpointError", "read_checkpoint", "split_checkpoint", "to_timm_layout",
+           "load_pretrained", "file_sha256", "provenance", "LoadReport", "EXPORT_FORMAT"]
+
+EXPORT_FORMAT = "dropout-transfer/weights-v1"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used: the message names the file and the keys."""
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with code, wrong file type...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated, corrupt or not a "
+                              f"torch checkpoint): {first}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of tensors")
+    return obj
+
+
+def split_checkpoint(obj: dict, path="<checkpoint>") -> Tuple[Dict[str, torch.Tensor], dict]:
+    """(state dict, meta) from any supported format."""
+    meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
+    for key in ("model", "state_dict", "module"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()
+          if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise CheckpointError(f"checkpoint {path} contains no tensors under 'model', "
+                              "'state_dict' or at the top level")
+    return sd, meta
+
+
+def to_timm_layout(sd: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Convert original ConvNeXt / Swin layouts and resize ViT position embeddings
+    to ``model``, with timm's own filters. Other state dicts pass through."""
+    from timm.models import convnext, mlp_mixer, swin_transformer, vision_transformer
+    if isinstance(model, convnext.ConvNeXt):
+        return convnext.checkpoint_filter_fn(sd, model)
+    if isinstance(model, swin_transformer.SwinTransformer):
+        return swin_transformer.checkpoint_filter_fn(sd, model)
+    if isinstance(model, vision_transformer.VisionTransformer):
+        return vision_transformer.checkpoint_filter_fn(sd, model)
+    if isinstance(model, mlp_mixer.MlpMixer):
+        return dict(sd)
+    return dict(sd)
+
+
+def _head_prefixes(model: nn.Module) -> Tuple[str, ...]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    classifier = cfg.get("classifier", "head")
+    names = classifier if isinstance(classifier, (list, tuple)) else [classifier]
+    return tuple(f"{n}." for n in names) + ("head.", "head_drop.")
+
+
+@dataclass
+class LoadReport:
+    path: str
+    sha256: str
+    meta: dict
+    loaded: int
+    skipped_head: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+
+
+def _listing(keys: List[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_pretrained(model: nn.Module, path, *, keep_head: bool = False,
+                    expected_arch: Optional[str] = None) -> LoadReport:
+    """Load a pretrained checkpoint into a timm model. The classifier head is
+    dropped unless ``keep_head`` (and then only if its shape fits). Any other
+    model key missing from the file is an error that lists the keys."""
+    path = Path(path)
+    sd, meta = split_checkpoint(read_checkpoint(path), path)
+    arch = meta.get("arch")
+    if expected_arch and arch and arch != expected_arch:
+        raise CheckpointError(f"checkpoint {path} was pretrained as {arch!r}, "
+                              f"but the model here is {expected_arch!r}")
+    try:
+        sd = to_timm_layout(sd, model)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: "
+                              f"conversion failed at {exc}") from None
+    own = model.state_dict()
+    heads = _head_prefixes(model)
+    skipped = [k for k in sd if k.startswith(heads) and
+               (not keep_head or k not in own or own[k].shape != sd[k].shape)]
+    for k in skipped:
+        sd.pop(k)
+    # Buffers a model recomputes (e.g. Swin's attention masks) need not be in the file.
+    persistent = {k for k in own if not k.endswith(("relative_position_index", "attn_mask"))}
+    missing = sorted(k for k in persistent - set(sd) if not k.startswith(heads))
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} does not match {type(model).__name__}"
+            f"{' (' + expected_arch + ')' if expected_arch else ''}: {len(missing)} backbone keys "
+            f"missing from the file: {_listing(missing)}")
+    bad_shape = sorted(k for k in sd if k in own and own[k].shape != sd[k].shape)
+    if bad_shape:
+        details = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in bad_shape]
+        raise CheckpointError(f"checkpoint {path} has keys whose shapes do not match the model "
+                              f"(file vs model): {_listing(details)}")
+    unexpected = sorted(k for k in sd if k not in own)
+    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return LoadReport(str(path), file_sha256(path), meta, len(sd) - len(unexpected), skipped, unexpected)
+
+
+def provenance(path) -> dict:
+    """What every downstream run records about its starting checkpoint."""
+    path = Path(path)
+    _, meta = split_checkpoint(read_checkpoint(path), path)
+    return {"path": str(path.resolve()), "sha256": file_sha256(path),
+            "pretrain": meta or {"method": "unknown (no meta in file; e.g. the paper's release)"}}

@@ -1,0 +1,1 @@
+"""ImageNet pretraining with early/late dropout and stochastic depth schedules."""

@@ -1,0 +1,89 @@
+"""Training checkpoints: atomic writes, every RNG stream, exact mid-epoch resume.
+
+A checkpoint (``checkpoint-last.pth`` / ``checkpoint-best.pth``) holds
+
+* ``model``, ``optimizer``, ``scaler``, ``ema`` state dicts,
+* ``epoch`` and ``step_in_epoch`` (optimizer updates done in that epoch; the
+  next update to run is ``epoch * iters_per_epoch + step_in_epoch``),
+* ``rng``: python, numpy and torch (CPU and CUDA) states of every rank,
+* ``args`` and ``best_top1``.
+
+Only tensors and plain Python values are stored, so it loads with
+``weights_only=True``.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from backbones.checkpoint import CheckpointError, read_checkpoint
+
+from . import distributed as D
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never
+    leaves a half-written checkpoint under the real name."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def gather_rng_states() -> list:
+    """RNG states of all ranks, in rank order (dropout masks differ per rank)."""
+    local = rng_state()
+    if not dist.is_initialized():
+        return [local]
+    out = [None] * D.world_size()
+    dist.all_gather_object(out, local)
+    return out
+
+
+def latest_checkpoint(output_dir: Path) -> Optional[Path]:
+    last = Path(output_dir) / "checkpoint-last.pth"
+    return last if last.is_file() else None
+
+
+def load_training_checkpoint(path: Path) -> dict:
+    ckpt = read_checkpoint(path)
+    missing = [k for k in ("model", "optimizer", "epoch", "step_in_epoch", "rng", "args") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"--resume {path}: not a training checkpoint of this suite "
+                              f"(missing {', '.join(missing)}); use --finetune for weights only")
+    return ckpt
