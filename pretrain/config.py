@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ckpt_every_iters", type=int, default=1000,
                    help="also save checkpoint-last.pth every N updates within an epoch (0: only at epoch end)")
     g.add_argument("--print_freq", type=int, default=50)
+    g = p.add_argument_group("diagnostics (the paper's Section 3; written to diagnostics.jsonl)")
+    g.add_argument("--diag_every", type=int, default=0,
+                   help="measure grad norm, model distance, GDV and GDE every N updates (0: off)")
+    g.add_argument("--diag_batches", type=int, default=8, help="mini-batches compared for GDV/GDE")
+    g.add_argument("--diag_samples", type=int, default=2048,
+                   help="training images (fixed subset) for the whole-dataset gradient; 0: all")
     g.add_argument("--tensorboard", type=_bool, default=True)
     return p
 
@@ -152,6 +158,8 @@ def validate(args: argparse.Namespace) -> None:
     need(0 <= args.smoothing < 1, f"--smoothing {args.smoothing} must lie in [0, 1)")
     need(args.amp in ("auto", "bf16", "fp16", "none"), f"--amp {args.amp!r}: choose auto, bf16, fp16 or none")
     need(args.input_size >= 8, f"--input_size {args.input_size} is too small")
+    need(args.diag_every >= 0, f"--diag_every {args.diag_every} must be >= 0")
+    need(args.diag_batches >= 2, f"--diag_batches {args.diag_batches} must be >= 2 (GDV compares pairs)")
 
 
 def save_config(args: argparse.Namespace, path: Path) -> None:

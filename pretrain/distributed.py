@@ -8,13 +8,23 @@ import torch.distributed as dist
 
 
 def pick_device() -> torch.device:
+    env_from_slurm()
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 
 
+def env_from_slurm(env=os.environ) -> None:
+    """Under srun (one task per GPU) give torchrun's variables their Slurm values."""
+    if "SLURM_PROCID" in env and "RANK" not in env:
+        env["RANK"] = env["SLURM_PROCID"]
+        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+        env["WORLD_SIZE"] = env.get("SLURM_NTASKS", "1")
+        env.setdefault("MASTER_PORT", "29500")
+
+
 def init_distributed(device: torch.device) -> None:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    """Join the process group when launched by torchrun or srun (WORLD_SIZE > 1)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
     if device.type == "cuda":

@@ -82,7 +82,51 @@ def build_loaders(args, model: nn.Module):
     train_loader = DataLoader(SeededDataset(train), batch_size=args.batch_size, sampler=train_sampler,
                               drop_last=True, **common)
     val_loader = DataLoader(SeededDataset(val), batch_size=args.batch_size, sampler=val_sampler, **common)
-    return train, train_loader, train_sampler, val_loader
+    return train, train_loader, train_sampler, val_loader, val_tf
+
+
+def diagnostic_batches(args, eval_tf):
+    """(mini-batches compared for GDV/GDE, all batches of the whole-dataset
+    gradient): training images without augmentation, a fixed subset and order."""
+    from torch.utils.data import Subset
+    data = SafeImageFolder(Path(args.data_path) / "train", eval_tf)
+    g = torch.Generator().manual_seed(args.seed)
+    n = len(data) if not args.diag_samples else min(args.diag_samples, len(data))
+    subset = Subset(data, torch.randperm(len(data), generator=g)[:n].tolist())
+    batches = list(DataLoader(subset, batch_size=args.batch_size, num_workers=args.num_workers,
+                              generator=torch.Generator()))  # leaves the global RNG alone
+    if len(batches) < args.diag_batches:
+        raise ConfigError(f"--diag_batches {args.diag_batches}: only {len(batches)} batches of "
+                          f"--batch_size {args.batch_size} in the --diag_samples {n} images")
+    return batches[:args.diag_batches], batches
+
+
+def make_diagnostics(args, model: nn.Module, sites: DropSites, eval_tf, out: Path, device, resuming: bool,
+                     plan: DropPlan):
+    """A function ``diagnose(step)`` that measures the paper's diagnostics after
+    ``step`` updates, with the drop rates of update ``step`` (the next update
+    sets the same), and appends them to diagnostics.jsonl; None when off or
+    not rank 0."""
+    if not args.diag_every or not D.is_main():
+        return None
+    from .diagnostics import measure
+    init_path = out / "init_weights.pth"
+    if not resuming or not init_path.is_file():
+        atomic_save({k: v.detach().cpu().clone() for k, v in model.named_parameters()}, init_path)
+    initial = torch.load(init_path, map_location="cpu", weights_only=True)
+    minibatches, batches = diagnostic_batches(args, eval_tf)
+    criterion = nn.CrossEntropyLoss()
+
+    def diagnose(step: int) -> None:
+        dropout, drop_path = plan(step)
+        sites.apply(dropout, drop_path)
+        rec = measure(model, criterion, minibatches, batches, device, initial=initial, seed=args.seed)
+        rec = {"step": step, "epoch": step / plan.dropout.iters_per_epoch,
+               "dropout": dropout, "drop_path": drop_path, **rec}
+        with open(out / "diagnostics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    return diagnose
 
 
 def export_weights(model: nn.Module, path: Path, meta: dict) -> None:
@@ -104,7 +148,7 @@ def run(args) -> dict:
     # the class count read off the train folder.
     classes = check_image_folder(Path(args.data_path) / "train")
     model = build_model(args, len(classes))
-    train_set, train_loader, train_sampler, val_loader = build_loaders(args, model)
+    train_set, train_loader, train_sampler, val_loader, val_tf = build_loaders(args, model)
 
     per_update = args.batch_size * args.update_freq
     iters_per_epoch = len(train_sampler) // per_update
@@ -178,6 +222,7 @@ def run(args) -> dict:
         if D.is_main():  # forget what a killed run logged after this checkpoint
             trim_jsonl(out / "log_iter.jsonl", lambda r: r["step"] < next_step)
             trim_jsonl(out / "log.jsonl", lambda r: r["epoch"] < next_step // iters_per_epoch)
+            trim_jsonl(out / "diagnostics.jsonl", lambda r: r["step"] <= next_step)
     elif args.finetune:
         report = load_pretrained(model, args.finetune, keep_head=True, expected_arch=args.model)
         resumed_from = {"path": report.path, "sha256": report.sha256, "pretrain": report.meta}
@@ -210,7 +255,11 @@ def run(args) -> dict:
             "args": {k: v for k, v in vars(args).items()}, "best_top1": best_top1,
         }, out / name)
 
+    diagnose = make_diagnostics(args, model, sites, val_tf, out, device, resume is not None, plan)
+
     def on_update(next_step_: int) -> None:
+        if diagnose and next_step_ % args.diag_every == 0:
+            diagnose(next_step_)
         if args.ckpt_every_iters and next_step_ % args.ckpt_every_iters == 0 \
                 and next_step_ % iters_per_epoch != 0:
             save("checkpoint-last.pth", next_step_)
@@ -234,6 +283,8 @@ def run(args) -> dict:
                 f"{len(classes)} classes; {iters_per_epoch} updates/epoch x {args.epochs} epochs on {device}"
                 + (f", resuming at update {next_step}" if resume else ""))
 
+    if diagnose and next_step == 0:
+        diagnose(0)
     t0 = time.time()
     val = ema_val = None
     train_loss = float("nan")

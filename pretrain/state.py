@@ -65,14 +65,28 @@ def _as_tuple(x):
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def _tensors_as_bytes(obj, back: bool = False):
+    """all_gather_object cannot carry tensors here (torch 2.14 + gloo fails to
+    unpickle their storages), so RNG tensors travel as bytes."""
+    if back and isinstance(obj, tuple) and len(obj) == 3 and obj[0] == "__tensor__":
+        return torch.frombuffer(bytearray(obj[2]), dtype=getattr(torch, obj[1].split(".")[1])).clone()
+    if not back and isinstance(obj, torch.Tensor):
+        return ("__tensor__", str(obj.dtype), obj.cpu().numpy().tobytes())
+    if isinstance(obj, dict):
+        return {k: _tensors_as_bytes(v, back) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tensors_as_bytes(v, back) for v in obj)
+    return obj
+
+
 def gather_rng_states() -> list:
     """RNG states of all ranks, in rank order (dropout masks differ per rank)."""
     local = rng_state()
     if not dist.is_initialized():
         return [local]
     out = [None] * D.world_size()
-    dist.all_gather_object(out, local)
-    return out
+    dist.all_gather_object(out, _tensors_as_bytes(local))
+    return [_tensors_as_bytes(o, back=True) for o in out]
 
 
 def latest_checkpoint(output_dir: Path) -> Optional[Path]:

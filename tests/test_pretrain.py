@@ -13,13 +13,7 @@ import torch
 from demo_data import write_imagenet
 from pretrain.main import main
 
-REPO = Path(__file__).resolve().parents[1]
-# A 2-block ViT at 32x32 with light augmentation: seconds per epoch on 2 cores.
-TINY = ["--model", "vit_tiny", "--model_kwargs", "{depth: 2, patch_size: 8, embed_dim: 96, num_heads: 3}",
-        "--input_size", "32", "--batch_size", "16", "--lr", "2e-3", "--warmup_epochs", "1",
-        "--mixup", "0", "--cutmix", "0", "--aa", "none", "--reprob", "0", "--crop_pct", "1.0",
-        "--scale", "0.5", "1.0", "--color_jitter", "0",
-        "--num_workers", "0", "--print_freq", "0", "--tensorboard", "false"]
+from helpers import REPO, TINY, read_jsonl
 
 
 @pytest.fixture(scope="session")
@@ -27,10 +21,6 @@ def small_imagenet(tmp_path_factory):
     root = tmp_path_factory.mktemp("imagenet")
     write_imagenet(root, train_per_class=8, val_per_class=4, size=32, seed=1)
     return root
-
-
-def read_jsonl(path):
-    return [json.loads(l) for l in Path(path).read_text().splitlines()]
 
 
 def run(argv):
@@ -212,3 +202,31 @@ def test_existing_run_is_not_overwritten(small_imagenet, tmp_path, capsys):
     fails_with([*TINY, "--data_path", small_imagenet, "--epochs", "1", "--output_dir", out], capsys,
                "already holds a run", "--resume auto")
     assert (out / "checkpoint-last.pth").read_bytes() == before
+
+
+def test_two_processes_with_torchrun_on_cpu(small_imagenet, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    res = subprocess.run(["bash", str(REPO / "tools/pretrain.sh"), "2", *map(str, TINY), "--data_path",
+                          str(small_imagenet), "--epochs", "2", "--output_dir", str(out)],
+                         env={**os.environ, "PORT": str(port)}, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(read_jsonl(out / "log_iter.jsonl")) == 2 * (96 // (16 * 2))  # each process takes half
+    ckpt = torch.load(out / "checkpoint-last.pth", weights_only=True)
+    assert len(ckpt["rng"]) == 2 and not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert final["n"] == 48  # every validation image counted once across the two processes
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+
+
+def test_slurm_variables_map_to_torchrun_ones():
+    from pretrain.distributed import env_from_slurm
+    env = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "16"}
+    env_from_slurm(env)
+    assert (env["RANK"], env["LOCAL_RANK"], env["WORLD_SIZE"]) == ("5", "1", "16")
+    env = {"SLURM_PROCID": "5", "RANK": "0"}  # torchrun inside an allocation wins
+    env_from_slurm(env)
+    assert env["RANK"] == "0" and "WORLD_SIZE" not in env

@@ -1,0 +1,137 @@
+"""The paper's gradient diagnostics: plot them for several runs, or measure them
+on saved checkpoints.
+
+    # runs trained with --diag_every N (each has diagnostics.jsonl): one PNG, one JSON
+    python tools/analyze_gradients.py plot output/pretrain/a output/pretrain/b --out diag.png
+
+    # measure at saved training checkpoints (checkpoint-*.pth of this suite)
+    python tools/analyze_gradients.py measure output/pretrain/a/checkpoint-last.pth --out m.json
+
+Measures: gradient norm, distance to the initial weights (needs the run's
+init_weights.pth), gradient direction variance (GDV) and error (GDE); see
+pretrain/diagnostics.py for the definitions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+MEASURES = [("grad_norm", "gradient norm"), ("model_distance", "distance to init ||W - W0||"),
+            ("gdv", "gradient direction variance"), ("gde", "gradient direction error")]
+
+
+def run_label(run: Path) -> str:
+    info = run / "run.json"
+    if info.is_file():
+        meta = json.loads(info.read_text())
+        return f"{meta.get('model', '?')}: {meta.get('method', '?')}"
+    return run.name
+
+
+def load_runs(runs):
+    series = {}
+    for run in map(Path, runs):
+        log = run / "diagnostics.jsonl"
+        if not log.is_file():
+            raise SystemExit(f"error: {log} not found (train with --diag_every N to write it)")
+        series[run_label(run)] = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return series
+
+
+def plot(series: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(4.2 * len(MEASURES), 3.4))
+    for ax, (key, title) in zip(axes, MEASURES):
+        for label, recs in series.items():
+            pts = [(r["step"], r[key]) for r in recs if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=label, marker="." if len(pts) < 30 else None)
+        ax.set_title(title)
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def measure_checkpoints(paths, args) -> list:
+    import torch
+    import torch.nn as nn
+
+    from backbones import DropPlan, DropSites
+    from pretrain.diagnostics import measure
+    from pretrain.main import build_loaders, build_model, diagnostic_batches
+    from pretrain.state import load_training_checkpoint
+    from pretrain.data import check_image_folder
+    from pretrain.distributed import pick_device
+
+    device = pick_device()
+    results = []
+    for path in map(Path, paths):
+        ckpt = load_training_checkpoint(path)
+        run_args = Namespace(**ckpt["args"])
+        if args.data_path:
+            run_args.data_path = args.data_path
+        run_args.diag_batches, run_args.diag_samples = args.batches, args.samples
+        run_args.num_workers = args.num_workers
+        classes = check_image_folder(Path(run_args.data_path) / "train")
+        model = build_model(run_args, len(classes))
+        model.load_state_dict(ckpt["model"])
+        model.to(device)
+        # The drop rates the run had at this update.
+        plan = DropPlan.build(dropout=run_args.dropout, drop_path=run_args.drop_path,
+                              drop_mode=run_args.drop_mode, drop_schedule=run_args.drop_schedule,
+                              cutoff_epoch=run_args.cutoff_epoch, epochs=run_args.epochs,
+                              iters_per_epoch=ckpt["iters_per_epoch"])
+        DropSites(model, run_args.model).apply(*plan(ckpt["next_step"]))
+        *_, eval_tf = build_loaders(run_args, model)
+        minibatches, batches = diagnostic_batches(run_args, eval_tf)
+        init = path.parent / "init_weights.pth"
+        initial = torch.load(init, map_location="cpu", weights_only=True) if init.is_file() else None
+        rec = measure(model, nn.CrossEntropyLoss(), minibatches, batches, device, initial=initial,
+                      seed=run_args.seed)
+        results.append({"checkpoint": str(path), "step": ckpt["next_step"], **rec})
+        print(json.dumps(results[-1]))
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pp = sub.add_parser("plot", help="plot diagnostics.jsonl of several runs side by side")
+    pp.add_argument("runs", nargs="+")
+    pp.add_argument("--out", default="gradient_diagnostics.png")
+    pm = sub.add_parser("measure", help="measure on saved training checkpoints")
+    pm.add_argument("checkpoints", nargs="+")
+    pm.add_argument("--data_path", default=None, help="default: the run's own")
+    pm.add_argument("--batches", type=int, default=8)
+    pm.add_argument("--samples", type=int, default=2048)
+    pm.add_argument("--num_workers", type=int, default=2)
+    pm.add_argument("--out", default=None, help="JSON file for the results")
+    args = p.parse_args(argv)
+    if args.cmd == "plot":
+        series = load_runs(args.runs)
+        out = Path(args.out)
+        plot(series, out)
+        out.with_suffix(".json").write_text(json.dumps(series, indent=1))
+        print(f"wrote {out} and {out.with_suffix('.json')}")
+    else:
+        from backbones.checkpoint import CheckpointError
+        from pretrain.main import USER_ERRORS
+        try:
+            results = measure_checkpoints(args.checkpoints, args)
+        except USER_ERRORS + (CheckpointError,) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
