@@ -123,9 +123,10 @@ def load_pretrained(model: nn.Module, path, *, keep_head: bool = False,
                               f"but the model here is {expected_arch!r}")
     try:
         sd = to_timm_layout(sd, model)
+        conversion_error = None
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: "
-                              f"conversion failed at {exc}") from None
+        # Usually a file of another architecture: the key check below says which keys are missing.
+        conversion_error = exc
     own = model.state_dict()
     heads = _head_prefixes(model)
     skipped = [k for k in sd if k.startswith(heads) and
@@ -140,6 +141,9 @@ def load_pretrained(model: nn.Module, path, *, keep_head: bool = False,
             f"checkpoint {path} does not match {type(model).__name__}"
             f"{' (' + expected_arch + ')' if expected_arch else ''}: {len(missing)} backbone keys "
             f"missing from the file: {_listing(missing)}")
+    if conversion_error is not None:
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: "
+                              f"converting its keys failed at {conversion_error}")
     bad_shape = sorted(k for k in sd if k in own and own[k].shape != sd[k].shape)
     if bad_shape:
         details = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in bad_shape]

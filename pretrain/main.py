@@ -308,6 +308,10 @@ def run(args) -> dict:
         if is_best:
             save("checkpoint-best.pth", next_step)
 
+    if val is None:  # resumed a run that had already finished: evaluate what it left
+        val = evaluate(model, val_loader, device, amp_dtype)
+        if ema is not None:
+            ema_val = evaluate(ema.module, val_loader, device, amp_dtype)
     meta = {"format": EXPORT_FORMAT, "arch": args.model, "timm_name": type(model).__name__,
             "num_classes": len(classes), "input_size": args.input_size, "model_kwargs": args.model_kwargs,
             "dropout": args.dropout, "drop_path": args.drop_path, "drop_mode": args.drop_mode,

@@ -230,3 +230,11 @@ def test_slurm_variables_map_to_torchrun_ones():
     env = {"SLURM_PROCID": "5", "RANK": "0"}  # torchrun inside an allocation wins
     env_from_slurm(env)
     assert env["RANK"] == "0" and "WORLD_SIZE" not in env
+
+
+def test_bf16_autocast_runs_on_cpu(small_imagenet, tmp_path):
+    import math
+    out = tmp_path / "bf16"
+    run([*TINY, "--data_path", small_imagenet, "--epochs", "1", "--output_dir", out, "--amp", "bf16"])
+    assert all(math.isfinite(r["loss"]) for r in read_jsonl(out / "log_iter.jsonl"))
+    assert json.loads((out / "run.json").read_text())["amp"] == "torch.bfloat16"
