@@ -41,6 +41,13 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001
         problems.append(f"mmcv ops unavailable: {exc}")
 
+    try:
+XX
+        report("pkg_resources available for mmengine's cross-package config bases")
+    except ImportError:
+        problems.append("pkg_resources is missing: mmengine cannot resolve 'mmdet::' config bases "
+                        "(setup pins setuptools<70)")
+
     for mod in ("mmdet", "mmseg"):
         try:
             m = __import__(mod)  # their __init__ asserts the mmcv/mmengine version ranges

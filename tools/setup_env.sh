@@ -45,10 +45,20 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
+# mmcv's setup.py and mmengine 0.10.7 (Config's `mmdet::` / `mmseg::` bases) import
+# pkg_resources, which setuptools>=70 no longer ships. torch 2.14's metadata asks for
+# setuptools>=77 but uses it only to compile C++ extensions (mmcv's build works with
+# 69), so the venv keeps setuptools<70, installed without dependency resolution.
+pin_setuptools() {
+  "${PIP[@]}" install -q --no-deps -r "$ROOT/requirements-build.txt" 2>&1 \
+    | grep -v "dependency resolver does not currently\|requires setuptools>=" || true
+}
+
 say "installing torch and build tools (torch comes from local disk when available)"
 "${PIP[@]}" install -q wheel ninja \
   "$(grep -E '^torch==' "$ROOT/requirements.txt")" \
   "$(grep -E '^torchvision==' "$ROOT/requirements.txt")"
+pin_setuptools
 
 # ---------------------------------------------------------------- mmcv ------
 # OpenMMLab ships no mmcv wheels on PyPI for this torch, so we build one from the
@@ -70,9 +80,6 @@ else
     say "this happens once per machine and takes ~25 min on 2 cores; progress below"
     build="$(mktemp -d)"
     trap 'rm -rf "$build"' EXIT
-    # An old setuptools on PYTHONPATH for the build only (see requirements-build.txt).
-    "${PIP[@]}" install -q --target "$build/overlay" -r "$ROOT/requirements-build.txt"
-    export PYTHONPATH="$build/overlay${PYTHONPATH:+:$PYTHONPATH}"
     "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \
       -d "$build" "mmcv==$MMCV_VERSION"
     tar -xzf "$build/mmcv-$MMCV_VERSION.tar.gz" -C "$build"
@@ -84,11 +91,10 @@ else
     set +e
     MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$jobs" \
       "${PIP[@]}" wheel -v --no-build-isolation --no-deps "$src" -w "$WHEEL_DIR" 2>&1 \
-      | tee "$log" | grep --line-buffered -oE '^\[[0-9]+/[0-9]+\]' \
+      | tee "$log" | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]' \
       | awk '{ printf "[setup] mmcv compile %s  (%s)\n", $1, strftime("%H:%M:%S"); fflush() }'
     status="${PIPESTATUS[0]}"
     set -e
-    export PYTHONPATH="${PYTHONPATH#"$build/overlay"}"; PYTHONPATH="${PYTHONPATH#:}"
     MMCV_WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
     [[ "$status" == 0 && -n "$MMCV_WHEEL" ]] || die "mmcv build failed; full log: $log"
     say "built $MMCV_WHEEL"
@@ -102,6 +108,7 @@ say "installing the pinned stack (requirements.txt)"
 "${PIP[@]}" install -q -r "$ROOT/requirements.txt"
 say "installing this repository in editable mode"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+pin_setuptools  # requirements.txt may have pulled a newer one back in for torch
 
 say "checking the stack"
 "$PY" "$ROOT/tools/check_env.py"

@@ -39,8 +39,15 @@ def checkpoint_globals():
 
 @RUNNERS.register_module()
 class DropTransferRunner(Runner):
-    """mmengine's Runner whose checkpoint loading (resume and ``load_from``)
-    accepts mmengine's own checkpoint contents under torch's weights-only loader."""
+    """mmengine's Runner, plus: checkpoint loading (resume and ``load_from``)
+    that accepts mmengine's own checkpoint contents under torch's weights-only
+    loader, and a ``RunRecordHook`` on every run (run.json, metrics.json)."""
+
+    def __init__(self, *args, custom_hooks=None, **kwargs):
+        hooks = list(custom_hooks or [])
+        if not any(isinstance(h, dict) and h.get("type") == "RunRecordHook" for h in hooks):
+            hooks.append(dict(type="RunRecordHook"))
+        super().__init__(*args, custom_hooks=hooks, **kwargs)
 
     def load_checkpoint(self, filename, *args, **kwargs):
         with checkpoint_globals():

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Detection / segmentation fine-tuning under Slurm, one task per GPU (mmdet's slurm_train.sh conventions).
+#   GPUS=16 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py flags...]
+set -euo pipefail
+if [[ $# -lt 4 ]]; then echo "usage: GPUS=N bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [flags...]" >&2; exit 2; fi
+PARTITION=$1; JOB_NAME=$2; CONFIG=$3; WORK_DIR=$4; shift 4
+GPUS=${GPUS:-8}; GPUS_PER_NODE=${GPUS_PER_NODE:-8}; CPUS_PER_TASK=${CPUS_PER_TASK:-5}; SRUN_ARGS=${SRUN_ARGS:-}
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${DT_VENV:-$ROOT/.venv}/bin/python"; [[ -x "$PY" ]] || PY=python
+# shellcheck disable=SC2086
+srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
+  --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 $SRUN_ARGS \
+  "$PY" -u "$ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher slurm "$@"
