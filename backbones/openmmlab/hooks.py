@@ -48,8 +48,9 @@ class DropScheduleHook(Hook):
                                    drop_mode=self.drop_mode, drop_schedule=self.drop_schedule,
                                    cutoff_epoch=cutoff_epoch, epochs=epochs, iters_per_epoch=iters_per_epoch)
         self.sites = backbone.drop_sites
-        runner.logger.info(f"DropScheduleHook: {self.plan.describe()} "
-                           f"({iters_per_epoch} iterations per epoch, {epochs} epochs)")
+        unit = "epochs" if isinstance(loop, EpochBasedTrainLoop) else "iterations"
+        runner.logger.info(f"DropScheduleHook: {self.drop_mode}-{self.drop_schedule}, cutoff {self.cutoff} {unit}, "
+                           f"peak dropout {backbone.dropout}, drop_path {backbone.drop_path}")
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         dropout, drop_path = self.plan(runner.iter)

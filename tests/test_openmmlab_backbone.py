@@ -1,0 +1,126 @@
+"""TimmDropBackbone and DropScheduleHook, without datasets."""
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from timm.layers import DropPath
+from torch.utils.data import TensorDataset
+
+from backbones.checkpoint import CheckpointError
+from backbones.openmmlab import DropTransferRunner, TimmDropBackbone
+
+SMALL_VIT = dict(depth=2, patch_size=16, embed_dim=64, num_heads=2)
+
+
+@pytest.mark.parametrize("arch,kwargs", [("vit_tiny", SMALL_VIT), ("swin_femto", {}), ("convnext_femto", {})])
+def test_four_scales_at_strides_4_to_32_for_any_input_size(arch, kwargs):
+    backbone = TimmDropBackbone(arch, model_kwargs=kwargs)
+    x = torch.randn(1, 3, 96, 160)
+    outs = backbone(x)
+    assert [tuple(o.shape[2:]) for o in outs] == [(96 // s, 160 // s) for s in (4, 8, 16, 32)]
+    assert [o.shape[1] for o in outs] == backbone.channels
+
+
+def test_pretrained_weights_load_through_init_cfg(tmp_path):
+    torch.manual_seed(0)
+    pretrained = timm.create_model("vit_tiny", num_classes=12, **SMALL_VIT)
+    path = tmp_path / "weights.pth"
+    torch.save({"model": pretrained.state_dict(), "meta": {"arch": "vit_tiny", "method": "no dropout"}}, path)
+    backbone = TimmDropBackbone("vit_tiny", model_kwargs=SMALL_VIT,
+                                init_cfg=dict(type="Pretrained", checkpoint=str(path)))
+    backbone.init_weights()
+    torch.testing.assert_close(backbone.model.blocks[1].attn.qkv.weight, pretrained.blocks[1].attn.qkv.weight)
+    assert backbone.pretrained_provenance["pretrain"]["method"] == "no dropout"
+
+    other = tmp_path / "convnext.pth"
+    torch.save({"model": timm.create_model("convnext_femto").state_dict()}, other)
+    wrong = TimmDropBackbone("vit_tiny", model_kwargs=SMALL_VIT,
+                             init_cfg=dict(type="Pretrained", checkpoint=str(other)))
+    with pytest.raises(CheckpointError, match=r"convnext\.pth does not match .*missing from the file: .*blocks"):
+        wrong.init_weights()
+
+
+def test_frozen_stages_and_train_mode():
+    backbone = TimmDropBackbone("convnext_femto", frozen_stages=1)
+    backbone.train()
+    assert not any(p.requires_grad for p in backbone.model.stem.parameters())
+    assert not any(p.requires_grad for p in backbone.model.stages[0].parameters())
+    assert all(p.requires_grad for p in backbone.model.stages[1].parameters())
+    assert not backbone.model.stages[0].training and backbone.model.stages[1].training
+    with pytest.raises(ValueError, match="frozen_stages=9"):
+        TimmDropBackbone("convnext_femto", frozen_stages=9)
+
+
+def test_mixer_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="MLP-Mixer .* cannot take detection"):
+        TimmDropBackbone("mixer_s32")
+
+
+# ---- the hook, in a real mmengine Runner -------------------------------------------
+
+
+class ToyDetector(BaseModel):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = TimmDropBackbone(**backbone)
+
+    def forward(self, x, mode="loss"):
+        feats = self.backbone(x)
+        return {"loss": sum(f.mean() for f in feats)}
+
+
+class RecordRates(Hook):
+    priority = "LOW"  # after DropScheduleHook (NORMAL) has set the rates
+
+    def __init__(self):
+        self.seen = []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        backbone = runner.model.backbone
+        # every dropout of the body (the headless model keeps an unused head_drop)
+        dropouts = {m.p for n, m in backbone.named_modules() if isinstance(m, nn.Dropout) and "head_drop" not in n}
+        deepest = max((m.drop_prob for m in backbone.modules() if isinstance(m, DropPath)), default=0.0)
+        self.seen.append((runner.iter, dropouts, deepest))
+
+
+def run_with_hook(tmp_path, backbone, hook, max_iters=10, by_epoch=False):
+    data = TensorDataset(torch.randn(8, 3, 32, 32))
+    recorder = RecordRates()
+    loop = dict(type="EpochBasedTrainLoop", max_epochs=max_iters // 4) if by_epoch else \
+        dict(type="IterBasedTrainLoop", max_iters=max_iters)
+    runner = DropTransferRunner(
+        model=ToyDetector(backbone), work_dir=str(tmp_path),
+        train_dataloader=dict(dataset=data, batch_size=2, sampler=dict(type="DefaultSampler", shuffle=False),
+                              collate_fn=lambda b: {"x": torch.stack([t[0] for t in b])}),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.0)), train_cfg=loop,
+        custom_hooks=[hook, recorder], default_hooks=dict(checkpoint=None))
+    runner.train()
+    return recorder.seen
+
+
+def test_hook_drives_early_dropout_by_iteration(tmp_path):
+    backbone = dict(arch="vit_tiny", dropout=0.2, model_kwargs=dict(SMALL_VIT, img_size=32))
+    seen = run_with_hook(tmp_path, backbone,
+                         dict(type="DropScheduleHook", drop_mode="early", drop_schedule="linear", cutoff=5))
+    assert [it for it, _, _ in seen] == list(range(10))
+    for it, dropouts, _ in seen:  # linspace(0.2, 0, 5) for the first 5 iterations, then 0
+        expected = 0.2 * (1 - it / 4) if it < 5 else 0.0
+        assert len(dropouts) == 1 and dropouts.pop() == pytest.approx(expected), it
+    record = (tmp_path / "run.json").read_text()
+    assert "early-linear dropout 0.2" in record
+
+
+def test_hook_drives_late_stochastic_depth_by_epoch(tmp_path):
+    backbone = dict(arch="vit_tiny", drop_path=0.3, model_kwargs=dict(SMALL_VIT, img_size=32))
+    # 4 iterations per epoch (8 images / batch 2), 3 epochs, on from epoch 1
+    seen = run_with_hook(tmp_path, backbone, dict(type="DropScheduleHook", drop_mode="late", cutoff=1),
+                         max_iters=12, by_epoch=True)
+    assert [round(d, 6) for _, _, d in seen] == [0.0] * 4 + [0.3] * 8
+
+
+def test_hook_rejects_a_cutoff_past_the_end(tmp_path):
+    backbone = dict(arch="vit_tiny", dropout=0.1, model_kwargs=dict(SMALL_VIT, img_size=32))
+    with pytest.raises(ValueError, match="cutoff=50 iterations is past the end of training"):
+        run_with_hook(tmp_path, backbone, dict(type="DropScheduleHook", drop_mode="early", cutoff=50))
