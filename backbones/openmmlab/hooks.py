@@ -17,6 +17,17 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from ..drop_schedule import DropPlan
 
+
+def _scalars(metrics: dict) -> dict:
+    """Plain floats of the scalar metrics (evaluators return numpy / torch scalars too)."""
+    out = {}
+    for k, v in (metrics or {}).items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):  # per-class tables and the like
+            continue
+    return out
+
 __all__ = ["DropScheduleHook"]
 
 
@@ -121,8 +132,7 @@ class RunRecordHook(Hook):
         from mmengine.dist import is_main_process
         if is_main_process():
             with open(f"{runner.work_dir}/metrics_test.json", "w") as f:
-                json.dump({k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
-                          f, indent=1)
+                json.dump(_scalars(metrics), f, indent=1)
 
     def after_train(self, runner) -> None:
         import json
@@ -141,7 +151,7 @@ class RunRecordHook(Hook):
         if not is_main_process():
             return
         rec = {"epoch": runner.epoch, "iter": runner.iter,
-               "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+               "metrics": _scalars(metrics),
                "finished": finished}
         with open(f"{runner.work_dir}/metrics_val.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
