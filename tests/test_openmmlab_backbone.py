@@ -124,3 +124,26 @@ def test_hook_rejects_a_cutoff_past_the_end(tmp_path):
     backbone = dict(arch="vit_tiny", dropout=0.1, model_kwargs=dict(SMALL_VIT, img_size=32))
     with pytest.raises(ValueError, match="cutoff=50 iterations is past the end of training"):
         run_with_hook(tmp_path, backbone, dict(type="DropScheduleHook", drop_mode="early", cutoff=50))
+
+
+@pytest.mark.parametrize("arch,kwargs,first_block", [
+    ("vit_tiny", SMALL_VIT, "backbone.model.blocks.0.attn.qkv.weight"),
+    ("convnext_femto", {}, "backbone.model.stages.0.blocks.0.conv_dw.weight"),
+    ("swin_femto", {}, "backbone.model.layers.0.blocks.0.attn.qkv.weight")])
+def test_layer_wise_lr_decay(arch, kwargs, first_block):
+    from mmengine.optim import build_optim_wrapper
+
+    model = ToyDetector(dict(arch=arch, model_kwargs=kwargs))
+    model.neck = nn.Conv2d(4, 4, 1)  # something after the backbone
+    wrapper = build_optim_wrapper(model, dict(
+        optimizer=dict(type="AdamW", lr=1.0, weight_decay=0.05),
+        constructor="LayerDecayOptimWrapperConstructor", paramwise_cfg=dict(layer_decay_rate=0.5)))
+    lr_of = {n: g["lr"] for g in wrapper.optimizer.param_groups for n in g["param_names"]}
+    wd_of = {n: g["weight_decay"] for g in wrapper.optimizer.param_groups for n in g["param_names"]}
+    depth = {"vit_tiny": 2, "convnext_femto": 12, "swin_femto": 12}[arch]
+    stem = next(n for n in lr_of if n.startswith(("backbone.model.patch_embed", "backbone.model.stem")))
+    assert lr_of[stem] == pytest.approx(0.5 ** (depth + 1))
+    assert lr_of[first_block] == pytest.approx(0.5 ** depth)
+    assert lr_of["neck.weight"] == 1.0
+    assert wd_of["neck.weight"] == 0.05 and wd_of["neck.bias"] == 0.0
+    assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)

@@ -10,4 +10,6 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+    # layer-wise lr decay; no weight decay on norms, biases and tokens
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.95))
