@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .imagenet import PRETRAIN_CATEGORIES
-from .scenes import Scene, category_name, image_rng, render_scene
+from .scenes import Scene, category_name, mark_written, multi_object_scene, written_before
 
 SPLITS = (("training", "train"), ("validation", "val"))
 
@@ -39,20 +39,16 @@ def write_ade20k(root, categories: Sequence[int] = PRETRAIN_CATEGORIES, *, train
     categories = list(categories)
     spec = dict(categories=categories, train_images=train_images, val_images=val_images, size=size, seed=seed,
                 objects_per_image=list(objects_per_image), scale=list(scale), layout="ade20k")
-    manifest = root / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) == spec:
+    if written_before(root, spec):
         return spec
     for (split, short), n in zip(SPLITS, (train_images, val_images)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "annotations" / split).mkdir(parents=True, exist_ok=True)
         for index in range(n):
-            rng = image_rng(seed, f"ade-{split}", index)
-            count = int(rng.integers(objects_per_image[0], objects_per_image[1] + 1))
-            cats = [categories[int(i)] for i in rng.integers(0, len(categories), size=count)]
-            scene = render_scene(rng, size, cats, scale=scale)
+            scene = multi_object_scene(seed, f"ade-{split}", index, categories, size, objects_per_image, scale)
             stem = f"ADE_{short}_{index + 1:08d}"
             Image.fromarray(scene.image).save(root / "images" / split / f"{stem}.jpg", quality=90)
             Image.fromarray(label_map(scene, categories), mode="L").save(root / "annotations" / split / f"{stem}.png")
     (root / "classes.json").write_text(json.dumps([category_name(c) for c in categories], indent=1))
-    manifest.write_text(json.dumps(spec, indent=1))
+    mark_written(root, spec)
     return spec

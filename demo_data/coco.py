@@ -20,7 +20,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from .imagenet import PRETRAIN_CATEGORIES
-from .scenes import CATEGORIES, category_name, image_rng, render_scene
+from .scenes import CATEGORIES, category_name, mark_written, multi_object_scene, written_before
 
 MIN_PIXELS = 16  # smaller visible remnants are not annotated
 
@@ -32,10 +32,7 @@ def _split(root: Path, split: str, categories: Sequence[int], n: int, size: int,
     images, annotations = [], []
     ann_id = 1
     for index in range(n):
-        rng = image_rng(seed, f"coco-{split}", index)
-        count = int(rng.integers(objects_per_image[0], objects_per_image[1] + 1))
-        cats = [categories[int(i)] for i in rng.integers(0, len(categories), size=count)]
-        scene = render_scene(rng, size, cats, scale=scale)
+        scene = multi_object_scene(seed, f"coco-{split}", index, categories, size, objects_per_image, scale)
         image_id = first_id + index
         name = f"{image_id:012d}.jpg"
         Image.fromarray(scene.image).save(folder / name, quality=90)
@@ -65,12 +62,11 @@ def write_coco(root, categories: Sequence[int] = PRETRAIN_CATEGORIES, *, train_i
     categories = list(categories)
     spec = dict(categories=categories, train_images=train_images, val_images=val_images, size=size, seed=seed,
                 objects_per_image=list(objects_per_image), scale=list(scale), layout="coco")
-    manifest = root / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) == spec:
+    if written_before(root, spec):
         return spec
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for split, n, first_id in (("train", train_images, 1), ("val", val_images, 1_000_001)):
         data = _split(root, split, categories, n, size, seed, objects_per_image, scale, first_id)
         (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(data))
-    manifest.write_text(json.dumps(spec, indent=1))
+    mark_written(root, spec)
     return spec

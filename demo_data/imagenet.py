@@ -6,13 +6,12 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Sequence
 
 from PIL import Image
 
-from .scenes import CATEGORIES, category_name, image_rng, render_scene
+from .scenes import CATEGORIES, category_name, image_rng, mark_written, render_scene, written_before
 
 # Pretraining sees shapes of the first four kinds; the classification-transfer
 # split (cls_finetune) gets the other shapes: new classes, same rendering.
@@ -33,8 +32,7 @@ def write_imagenet(root: Path, categories: Sequence[int] = PRETRAIN_CATEGORIES, 
     root = Path(root)
     spec = dict(categories=list(categories), train_per_class=train_per_class,
                 val_per_class=val_per_class, size=size, seed=seed, layout="imagenet")
-    manifest = root / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) == spec:
+    if written_before(root, spec):
         return spec
     for split, per_class in (("train", train_per_class), ("val", val_per_class)):
         for c_pos, cat in enumerate(categories):
@@ -47,5 +45,5 @@ def write_imagenet(root: Path, categories: Sequence[int] = PRETRAIN_CATEGORIES, 
                 Image.fromarray(scene.image).save(folder / name, quality=90)
     (root / "LOC_synset_mapping.txt").write_text(
         "".join(f"{wnid(c)} {category_name(c)}\n" for c in categories))
-    manifest.write_text(json.dumps(spec, indent=1))
+    mark_written(root, spec)
     return spec

@@ -8,8 +8,10 @@ has to learn shape and texture, not a colour.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -161,3 +163,23 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     many images are written, or in which order."""
     tag = sum(ord(c) * 31 ** i for i, c in enumerate(split)) % (2 ** 31)
     return np.random.default_rng([seed, tag, index])
+
+
+def multi_object_scene(seed: int, tag: str, index: int, categories: Sequence[int], size: int,
+                       objects_per_image: Tuple[int, int], scale: Tuple[float, float]) -> Scene:
+    """The detection/segmentation scenes: a random number of objects of random
+    categories, reproducible from (seed, tag, index)."""
+    rng = image_rng(seed, tag, index)
+    count = int(rng.integers(objects_per_image[0], objects_per_image[1] + 1))
+    cats = [categories[int(i)] for i in rng.integers(0, len(categories), size=count)]
+    return render_scene(rng, size, cats, scale=scale)
+
+
+def written_before(root, spec: dict) -> bool:
+    """True when ``root`` already holds data written from exactly ``spec``."""
+    manifest = Path(root) / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text()) == spec
+
+
+def mark_written(root, spec: dict) -> None:
+    (Path(root) / "manifest.json").write_text(json.dumps(spec, indent=1))

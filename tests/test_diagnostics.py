@@ -88,7 +88,6 @@ def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path)
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
     from demo_data import write_imagenet
     from pretrain.main import main

@@ -42,7 +42,10 @@ def main() -> int:
         problems.append(f"mmcv ops unavailable: {exc}")
 
     try:
-XX
+        import warnings
+        with warnings.catch_warnings():  # its own deprecation notice is not our problem
+            warnings.simplefilter("ignore")
+            import pkg_resources  # noqa: F401  (mmengine's Config resolves `mmdet::` bases with it)
         report("pkg_resources available for mmengine's cross-package config bases")
     except ImportError:
         problems.append("pkg_resources is missing: mmengine cannot resolve 'mmdet::' config bases "

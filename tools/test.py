@@ -12,16 +12,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backbones.checkpoint import CheckpointError  # noqa: E402
 from backbones.openmmlab.cli import (LaunchError, build_runner, check_datasets, common_parser,  # noqa: E402
-                                     load_config)
+                                     load_config, run_reporting_errors)
 
 
 def main(argv=None) -> int:
     p = common_parser(__doc__)
     p.add_argument("checkpoint", help="a checkpoint written by tools/train.py")
     args = p.parse_args(argv)
-    try:
+
+    def test() -> None:
         if not Path(args.checkpoint).is_file():
             raise LaunchError(f"checkpoint {args.checkpoint} does not exist")
         cfg = load_config(args)
@@ -30,10 +30,8 @@ def main(argv=None) -> int:
         cfg.model.backbone.pop("init_cfg", None)
         check_datasets(cfg, ["test_dataloader"])
         build_runner(cfg).test()
-    except (LaunchError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_reporting_errors(test)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backbones.checkpoint import CheckpointError  # noqa: E402
 from backbones.openmmlab.cli import (LaunchError, build_runner, check_datasets, common_parser,  # noqa: E402
-                                     load_config)
+                                     load_config, run_reporting_errors)
 
 
 def main(argv=None) -> int:
@@ -23,7 +22,8 @@ def main(argv=None) -> int:
                    help="resume from a checkpoint, or the latest in the work dir when given alone")
     p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper, GPUs)")
     args = p.parse_args(argv)
-    try:
+
+    def train() -> None:
         cfg = load_config(args)
         if args.amp:
             cfg.optim_wrapper.type = "AmpOptimWrapper"
@@ -35,12 +35,9 @@ def main(argv=None) -> int:
                 raise LaunchError(f"--resume {args.resume}: no such checkpoint")
             cfg.resume, cfg.load_from = True, args.resume
         check_datasets(cfg, ["train_dataloader", "val_dataloader"])
-        runner = build_runner(cfg)
-        runner.train()
-    except (LaunchError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        build_runner(cfg).train()
+
+    return run_reporting_errors(train)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,15 @@ def build_runner(cfg: Config):
     from mmengine.runner import Runner
     import backbones  # noqa: F401  (registers the suite's backbone, hooks and runner)
     return RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+
+
+def run_reporting_errors(body) -> int:
+    """Run ``body()``; a LaunchError or CheckpointError becomes one line on stderr and exit code 2."""
+    import sys
+    from ..checkpoint import CheckpointError
+    try:
+        body()
+    except (LaunchError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
