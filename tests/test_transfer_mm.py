@@ -4,6 +4,7 @@ evaluators (pycocotools bbox/segm AP, mIoU)."""
 import glob
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,8 +120,11 @@ def test_det_config_runs_through_mmdets_stock_train_script(tmp_path, coco, pretr
 
 def test_det_resume_continues_from_the_saved_epoch(tmp_path, coco, pretrained):
     work = tmp_path / "det"
-    assert train_tool.main([str(DET_DEMO), "--work-dir", str(work), "--cfg-options",
-                            *det_options(coco, pretrained, epochs=1)]) == 0
+    # The first epoch through the torchrun launcher with one (CPU) process.
+    res = subprocess.run(["bash", str(REPO / "tools/dist_train.sh"), str(DET_DEMO), "1", "--work-dir", str(work),
+                          "--cfg-options", *det_options(coco, pretrained, epochs=1)],
+                         capture_output=True, text=True, env={**os.environ, "PORT": "29533"})
+    assert res.returncode == 0, res.stderr[-3000:]
     assert train_tool.main([str(DET_DEMO), "--work-dir", str(work), "--resume", "--cfg-options",
                             *det_options(coco, pretrained, epochs=2)]) == 0
     record = json.loads((work / "metrics.json").read_text())

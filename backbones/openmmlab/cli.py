@@ -31,6 +31,14 @@ def load_config(args) -> Config:
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
+    if args.launcher == "pytorch":
+        import torch
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:  # one process needs no process group (and works on a CPU)
+            cfg.launcher = "none"
+        elif not torch.cuda.is_available():
+            raise LaunchError(f"{world} processes without a GPU: mmengine's distributed setup needs CUDA "
+                              "(NCCL); on a CPU train with one process")
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir:
