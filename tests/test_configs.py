@@ -59,3 +59,28 @@ def test_config_builds_and_loads_a_pretraining_checkpoint(config, checkpoints):
     for k in shared:
         torch.testing.assert_close(own[k], saved[k], msg=k)
     assert model.backbone.pretrained_provenance["pretrain"]["arch"] == arch
+
+
+PRETRAIN_CONFIGS = sorted((REPO / "pretrain_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: p.name)
+def test_pretrain_configs_parse_and_give_valid_schedules(path):
+    from backbones import DropPlan
+    from pretrain.config import parse_args
+    args = parse_args(["--config", str(path)])
+    DropPlan.build(dropout=args.dropout, drop_path=args.drop_path, drop_mode=args.drop_mode,
+                   drop_schedule=args.drop_schedule, cutoff_epoch=args.cutoff_epoch, epochs=args.epochs,
+                   iters_per_epoch=1251)
+
+
+def test_every_transfer_variant_starts_from_a_shipped_pretraining_config():
+    from pretrain.config import parse_args
+    outputs = {}
+    for path in PRETRAIN_CONFIGS:
+        args = parse_args(["--config", str(path)])
+        outputs[f"{args.output_dir}/weights.pth"] = args.model
+    for config in CONFIGS:
+        cfg = Config.fromfile(str(REPO / config))
+        checkpoint = cfg.model.backbone.init_cfg.checkpoint
+        assert outputs.get(checkpoint) == cfg.model.backbone.arch, (config, checkpoint)
