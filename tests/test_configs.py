@@ -69,9 +69,18 @@ def test_pretrain_configs_parse_and_give_valid_schedules(path):
     from backbones import DropPlan
     from pretrain.config import parse_args
     args = parse_args(["--config", str(path)])
-    DropPlan.build(dropout=args.dropout, drop_path=args.drop_path, drop_mode=args.drop_mode,
-                   drop_schedule=args.drop_schedule, cutoff_epoch=args.cutoff_epoch, epochs=args.epochs,
-                   iters_per_epoch=1251)
+    plan = DropPlan.build(dropout=args.dropout, drop_path=args.drop_path, drop_mode=args.drop_mode,
+                          drop_schedule=args.drop_schedule, cutoff_epoch=args.cutoff_epoch, epochs=args.epochs,
+                          iters_per_epoch=1251)
+    # The file name says what the file holds.
+    stem = path.stem
+    assert args.output_dir.endswith(stem) or stem == "demo_cpu"
+    if "no_dropout" in stem or stem == "demo_cpu":
+        assert plan.describe() == "no dropout"
+    else:
+        mode = next(m for m in ("early", "late", "standard") if m in stem)
+        kind = "drop_path" if stem.endswith(("_sd", "_sd_improved")) else "dropout"
+        assert plan.mode == mode and getattr(plan, kind).rate > 0, stem
 
 
 def test_every_transfer_variant_starts_from_a_shipped_pretraining_config():

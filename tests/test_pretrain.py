@@ -124,7 +124,7 @@ def test_eval_of_exported_weights_reproduces_final_accuracy(small_imagenet, tmp_
 # ---- bad input: one clear line on stderr, exit code 2 --------------------------------
 
 
-def fails_with(argv, capsys, *fragments):
+def assert_fails_with(argv, capsys, *fragments):
     assert main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -134,7 +134,7 @@ def fails_with(argv, capsys, *fragments):
 
 
 def test_missing_data_path(tmp_path, capsys):
-    fails_with([*TINY, "--data_path", tmp_path / "nowhere", "--output_dir", tmp_path / "o"], capsys,
+    assert_fails_with([*TINY, "--data_path", tmp_path / "nowhere", "--output_dir", tmp_path / "o"], capsys,
                "--data_path", str(tmp_path / "nowhere" / "train"))
 
 
@@ -145,7 +145,7 @@ def test_class_folder_without_images(small_imagenet, tmp_path, capsys):
     empty = data / "train" / "n99999999"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    fails_with([*TINY, "--data_path", data, "--output_dir", tmp_path / "o"], capsys, str(empty), "no images")
+    assert_fails_with([*TINY, "--data_path", data, "--output_dir", tmp_path / "o"], capsys, str(empty), "no images")
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
@@ -155,12 +155,12 @@ def test_corrupt_image(small_imagenet, tmp_path, capsys, workers):
     shutil.copytree(small_imagenet, data)
     victim = sorted((data / "train").rglob("*.JPEG"))[3]
     victim.write_bytes(b"\xff\xd8\xff not really a jpeg")
-    fails_with([*TINY, "--data_path", data, "--output_dir", tmp_path / "o", "--num_workers", workers,
+    assert_fails_with([*TINY, "--data_path", data, "--output_dir", tmp_path / "o", "--num_workers", workers,
                 "--epochs", "1"], capsys, "corrupt or unreadable image", str(victim))
 
 
 def test_unknown_model(small_imagenet, tmp_path, capsys):
-    fails_with([*TINY, "--model", "vit_enormous", "--data_path", small_imagenet, "--output_dir", tmp_path],
+    assert_fails_with([*TINY, "--model", "vit_enormous", "--data_path", small_imagenet, "--output_dir", tmp_path],
                capsys, "unknown model 'vit_enormous'")
 
 
@@ -171,7 +171,7 @@ def test_unknown_model(small_imagenet, tmp_path, capsys):
     (["--dropout", "0.1", "--drop_path", "0.1"], "both non-zero"),
 ])
 def test_impossible_schedule(small_imagenet, tmp_path, capsys, flags, fragment):
-    fails_with([*TINY, "--epochs", "2", "--data_path", small_imagenet, "--output_dir", tmp_path, *flags],
+    assert_fails_with([*TINY, "--epochs", "2", "--data_path", small_imagenet, "--output_dir", tmp_path, *flags],
                capsys, fragment)
 
 
@@ -180,14 +180,14 @@ def test_resume_from_truncated_checkpoint(small_imagenet, tmp_path, capsys):
     run([*TINY, "--data_path", small_imagenet, "--epochs", "1", "--output_dir", out])
     ckpt = out / "checkpoint-last.pth"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    fails_with([*TINY, "--data_path", small_imagenet, "--epochs", "2", "--output_dir", out, "--resume", ckpt],
+    assert_fails_with([*TINY, "--data_path", small_imagenet, "--epochs", "2", "--output_dir", out, "--resume", ckpt],
                capsys, str(ckpt), "unreadable")
 
 
 def test_nan_loss_stops_before_saving_bad_weights(small_imagenet, tmp_path, capsys):
     out = tmp_path / "run"
     # An absurd learning rate blows the weights up within a few updates.
-    fails_with([*TINY, "--data_path", small_imagenet, "--epochs", "3", "--output_dir", out, "--lr", "1e30",
+    assert_fails_with([*TINY, "--data_path", small_imagenet, "--epochs", "3", "--output_dir", out, "--lr", "1e30",
                 "--warmup_epochs", "0", "--ckpt_every_iters", "1"], capsys, "training stopped")
     for ckpt in out.glob("checkpoint-*.pth"):
         weights = torch.load(ckpt, weights_only=True)["model"]
@@ -198,7 +198,7 @@ def test_existing_run_is_not_overwritten(small_imagenet, tmp_path, capsys):
     out = tmp_path / "run"
     run([*TINY, "--data_path", small_imagenet, "--epochs", "1", "--output_dir", out])
     before = (out / "checkpoint-last.pth").read_bytes()
-    fails_with([*TINY, "--data_path", small_imagenet, "--epochs", "1", "--output_dir", out], capsys,
+    assert_fails_with([*TINY, "--data_path", small_imagenet, "--epochs", "1", "--output_dir", out], capsys,
                "already holds a run", "--resume auto")
     assert (out / "checkpoint-last.pth").read_bytes() == before
 
