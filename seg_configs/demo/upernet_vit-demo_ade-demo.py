@@ -53,5 +53,5 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=20, end=max_iters),
 ]
-optim_wrapper = dict(optimizer=dict(lr=2e-4))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))  # fresh heads, few iterations
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters))
