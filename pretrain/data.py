@@ -126,7 +126,3 @@ class EpochSampler(Sampler):
             else self.size // self.world_size
         return max(0, n - self.start)
 
-
-def describe_classes(classes: Sequence[str]) -> str:
-    shown = ", ".join(classes[:5])
-    return shown + (f", ... ({len(classes)} in all)" if len(classes) > 5 else "")

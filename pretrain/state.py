@@ -3,8 +3,9 @@
 A checkpoint (``checkpoint-last.pth`` / ``checkpoint-best.pth``) holds
 
 * ``model``, ``optimizer``, ``scaler``, ``ema`` state dicts,
-* ``epoch`` and ``step_in_epoch`` (optimizer updates done in that epoch; the
-  next update to run is ``epoch * iters_per_epoch + step_in_epoch``),
+* ``next_step`` (the global number of the next optimizer update),
+  ``iters_per_epoch`` (a resumed run must have the same), and for reading
+  convenience ``epoch`` / ``step_in_epoch`` derived from them,
 * ``rng``: python, numpy and torch (CPU and CUDA) states of every rank,
 * ``args`` and ``best_top1``.
 
