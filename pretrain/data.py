@@ -11,7 +11,7 @@ import contextlib
 import math
 import random
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Tuple
 
 import numpy as np
 import torch
