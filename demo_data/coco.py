@@ -4,10 +4,13 @@
     <root>/val2017/<12-digit id>.jpg
     <root>/annotations/instances_{train,val}2017.json
 
-Masks are stored as compressed RLE (pycocotools' own encoding, ``iscrowd`` 0):
-objects can be partly hidden by later ones, so a visible mask may have holes or
-several parts, which RLE keeps exactly and a polygon would not. ``area`` is the
-mask's pixel count and ``bbox`` its tight box, as in COCO.
+Masks are stored as compressed RLE (pycocotools' own encoding, ``iscrowd`` 0,
+``counts`` as a str so that json can hold it): objects can be partly hidden by
+later ones, so a visible mask may have holes or several parts, which RLE keeps
+exactly and a traced polygon would only approximate. pycocotools, mmdet's
+LoadAnnotations and COCOeval all read RLE for ``iscrowd`` 0 as well as polygons.
+``area`` is the mask's pixel count and ``bbox`` its tight box [x, y, w, h], as in
+COCO. Category ids start at 1, in the order of ``categories``.
 """
 from __future__ import annotations
 
@@ -23,15 +26,21 @@ from .imagenet import PRETRAIN_CATEGORIES
 from .scenes import CATEGORIES, category_name, mark_written, multi_object_scene, written_before
 
 MIN_PIXELS = 16  # smaller visible remnants are not annotated
+SPLITS = (("train", 1), ("val", 1_000_001))  # (split, first image id): ids unique across splits
 
 
-def _split(root: Path, split: str, categories: Sequence[int], n: int, size: int, seed: int,
-           objects_per_image: Tuple[int, int], scale: Tuple[float, float], first_id: int) -> dict:
+def _annotate(root: Path, split: str, first_id: int, categories: Sequence[int], n: int, size: int,
+              seed: int, objects_per_image: Tuple[int, int], scale: Tuple[float, float]) -> dict:
+    """Write one split's images; return its instances json."""
     folder = root / f"{split}2017"
     folder.mkdir(parents=True, exist_ok=True)
+    # Images of an earlier, larger spec would linger otherwise.
+    for stale in folder.glob("[0-9]" * 12 + ".jpg"):
+        stale.unlink()
+    category_id = {c: k + 1 for k, c in enumerate(categories)}
     images, annotations = [], []
-    ann_id = 1
     for index in range(n):
+        # image_rng(seed, "coco-<split>", index): count, categories, then the rendering.
         scene = multi_object_scene(seed, f"coco-{split}", index, categories, size, objects_per_image, scale)
         image_id = first_id + index
         name = f"{image_id:012d}.jpg"
@@ -40,33 +49,41 @@ def _split(root: Path, split: str, categories: Sequence[int], n: int, size: int,
         for obj in scene.objects:
             if obj.area < MIN_PIXELS:
                 continue
+            # pycocotools wants a Fortran-ordered uint8 HxW array.
             rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
             rle["counts"] = rle["counts"].decode("ascii")
             x0, y0, x1, y1 = obj.box
             annotations.append({
-                "id": ann_id, "image_id": image_id, "category_id": categories.index(obj.category) + 1,
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id[obj.category],
                 "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float(obj.area), "iscrowd": 0,
                 "segmentation": rle})
-            ann_id += 1
     return {"info": {"description": "dropout-transfer generated demo data", "version": "1.0"},
             "licenses": [], "images": images, "annotations": annotations,
-            "categories": [{"id": i + 1, "name": category_name(c), "supercategory": CATEGORIES[c][0]}
-                           for i, c in enumerate(categories)]}
+            "categories": [{"id": category_id[c], "name": category_name(c), "supercategory": CATEGORIES[c][0]}
+                           for c in categories]}
 
 
 def write_coco(root, categories: Sequence[int] = PRETRAIN_CATEGORIES, *, train_images: int = 200,
                val_images: int = 50, size: int = 128, seed: int = 0,
                objects_per_image: Tuple[int, int] = (1, 4), scale: Tuple[float, float] = (0.12, 0.3)) -> Dict:
-    """Write the COCO folders (skipping the work if the same spec is already there)."""
+    """Write the COCO folders (skipping the work if the same spec is already there).
+
+    Each image has between ``objects_per_image[0]`` and ``[1]`` objects (inclusive)
+    of categories drawn from ``categories``; ``scale`` is the object radius as a
+    fraction of ``size``. Returns the spec, as stored in ``<root>/manifest.json``."""
     root = Path(root)
-    categories = list(categories)
+    categories = [int(c) for c in categories]
+    if not categories or len(set(categories)) != len(categories):
+        raise ValueError(f"categories must be non-empty and distinct, got {categories}")
     spec = dict(categories=categories, train_images=train_images, val_images=val_images, size=size, seed=seed,
                 objects_per_image=list(objects_per_image), scale=list(scale), layout="coco")
     if written_before(root, spec):
         return spec
+    # A rewrite that stops half-way must not pass for the earlier spec's data.
+    (root / "manifest.json").unlink(missing_ok=True)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
-    for split, n, first_id in (("train", train_images, 1), ("val", val_images, 1_000_001)):
-        data = _split(root, split, categories, n, size, seed, objects_per_image, scale, first_id)
+    for (split, first_id), n in zip(SPLITS, (train_images, val_images)):
+        data = _annotate(root, split, first_id, categories, n, size, seed, objects_per_image, scale)
         (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(data))
     mark_written(root, spec)
     return spec
