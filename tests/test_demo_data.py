@@ -212,3 +212,12 @@ def test_imagenet_layout(tmp_path):
     assert all(len(list((tmp_path / "train" / c).glob("*.JPEG"))) == 2 for c in train)
     mapping = (tmp_path / "LOC_synset_mapping.txt").read_text().splitlines()
     assert [line.split(" ", 1)[0] for line in mapping] == train
+
+
+def test_imagenet_rewrite_leaves_nothing_of_the_earlier_spec(tmp_path):
+    write_imagenet(tmp_path, train_per_class=3, val_per_class=2, size=32, seed=1)
+    write_imagenet(tmp_path, categories=PRETRAIN_CATEGORIES[:4], train_per_class=2, val_per_class=1,
+                   size=32, seed=1)
+    train = sorted(p.name for p in (tmp_path / "train").iterdir())
+    assert len(train) == 4 and sorted(p.name for p in (tmp_path / "val").iterdir()) == train
+    assert all(len(list((tmp_path / "train" / c).iterdir())) == 2 for c in train)
