@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from .imagenet import PRETRAIN_CATEGORIES
-from .scenes import Scene, category_name, mark_written, multi_object_scene, written_before
+from .scenes import (Scene, category_name, mark_written, multi_object_scene, multi_object_spec,
+                     written_before)
 
 SPLITS = (("training", "train"), ("validation", "val"))  # (folder, file-name tag), as ADE20K names them
 
@@ -45,15 +46,10 @@ def write_ade20k(root, categories: Sequence[int] = PRETRAIN_CATEGORIES, *, train
     of categories drawn from ``categories``; ``scale`` is the object radius as a
     fraction of ``size``. Returns the spec, as stored in ``<root>/manifest.json``."""
     root = Path(root)
-    categories = [int(c) for c in categories]
-    if not categories or len(set(categories)) != len(categories):
-        raise ValueError(f"categories must be non-empty and distinct, got {categories}")
-    spec = dict(categories=categories, train_images=train_images, val_images=val_images, size=size, seed=seed,
-                objects_per_image=list(objects_per_image), scale=list(scale), layout="ade20k")
+    spec = multi_object_spec("ade20k", categories, train_images, val_images, size, seed, objects_per_image, scale)
     if written_before(root, spec):
         return spec
-    # A rewrite that stops half-way must not pass for the earlier spec's data.
-    (root / "manifest.json").unlink(missing_ok=True)
+    categories = spec["categories"]
     for (split, short), n in zip(SPLITS, (train_images, val_images)):
         images, annotations = root / "images" / split, root / "annotations" / split
         for folder, suffix in ((images, "jpg"), (annotations, "png")):

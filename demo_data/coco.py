@@ -23,7 +23,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from .imagenet import PRETRAIN_CATEGORIES
-from .scenes import CATEGORIES, category_name, mark_written, multi_object_scene, written_before
+from .scenes import (CATEGORIES, category_name, mark_written, multi_object_scene, multi_object_spec,
+                     written_before)
 
 MIN_PIXELS = 16  # smaller visible remnants are not annotated
 SPLITS = (("train", 1), ("val", 1_000_001))  # (split, first image id): ids unique across splits
@@ -72,15 +73,10 @@ def write_coco(root, categories: Sequence[int] = PRETRAIN_CATEGORIES, *, train_i
     of categories drawn from ``categories``; ``scale`` is the object radius as a
     fraction of ``size``. Returns the spec, as stored in ``<root>/manifest.json``."""
     root = Path(root)
-    categories = [int(c) for c in categories]
-    if not categories or len(set(categories)) != len(categories):
-        raise ValueError(f"categories must be non-empty and distinct, got {categories}")
-    spec = dict(categories=categories, train_images=train_images, val_images=val_images, size=size, seed=seed,
-                objects_per_image=list(objects_per_image), scale=list(scale), layout="coco")
+    spec = multi_object_spec("coco", categories, train_images, val_images, size, seed, objects_per_image, scale)
     if written_before(root, spec):
         return spec
-    # A rewrite that stops half-way must not pass for the earlier spec's data.
-    (root / "manifest.json").unlink(missing_ok=True)
+    categories = spec["categories"]
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for (split, first_id), n in zip(SPLITS, (train_images, val_images)):
         data = _annotate(root, split, first_id, categories, n, size, seed, objects_per_image, scale)

@@ -35,9 +35,7 @@ def write_imagenet(root: Path, categories: Sequence[int] = PRETRAIN_CATEGORIES, 
                 val_per_class=val_per_class, size=size, seed=seed, layout="imagenet")
     if written_before(root, spec):
         return spec
-    # A rewrite that stops half-way must not pass for the earlier spec's data, and
     # ImageFolder reads every class folder: clear what an earlier spec wrote.
-    (root / "manifest.json").unlink(missing_ok=True)
     for split, per_class in (("train", train_per_class), ("val", val_per_class)):
         for stale in (root / split).glob("n9" + "[0-9]" * 7):
             shutil.rmtree(stale)

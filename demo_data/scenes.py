@@ -175,10 +175,25 @@ def multi_object_scene(seed: int, tag: str, index: int, categories: Sequence[int
     return render_scene(rng, size, cats, scale=scale)
 
 
+def multi_object_spec(layout: str, categories: Sequence[int], train_images: int, val_images: int, size: int,
+                      seed: int, objects_per_image: Tuple[int, int], scale: Tuple[float, float]) -> dict:
+    """The spec of a detection/segmentation scene set (what manifest.json records)."""
+    categories = [int(c) for c in categories]
+    if not categories or len(set(categories)) != len(categories):
+        raise ValueError(f"categories must be non-empty and distinct, got {categories}")
+    return dict(categories=categories, train_images=train_images, val_images=val_images, size=size, seed=seed,
+                objects_per_image=list(objects_per_image), scale=list(scale), layout=layout)
+
+
 def written_before(root, spec: dict) -> bool:
-    """True when ``root`` already holds data written from exactly ``spec``."""
+    """True when ``root`` already holds data written from exactly ``spec``. Otherwise
+    the old manifest is removed, so that a rewrite stopping half-way can never pass
+    for the earlier spec's data."""
     manifest = Path(root) / "manifest.json"
-    return manifest.is_file() and json.loads(manifest.read_text()) == spec
+    if manifest.is_file() and json.loads(manifest.read_text()) == spec:
+        return True
+    manifest.unlink(missing_ok=True)
+    return False
 
 
 def mark_written(root, spec: dict) -> None:
