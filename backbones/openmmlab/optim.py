@@ -18,9 +18,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-__all__ = ["LayerDecayOptimWrapperConstructor"]
+from ..layer_decay import NO_DECAY_NAMES
 
-NO_DECAY_NAMES = ("cls_token", "pos_embed", "reg_token", "relative_position_bias_table", "absolute_pos_embed")
+__all__ = ["LayerDecayOptimWrapperConstructor"]
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

@@ -35,6 +35,7 @@ from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .. import layer_decay
 from ..checkpoint import load_pretrained, provenance
 from ..drop_sites import DropSites
 from ..models import create_model_with_drop
@@ -134,38 +135,17 @@ class TimmDropBackbone(BaseModule):
             return
         super().init_weights()
 
-    # ---- layer ids for layer-wise learning-rate decay -------------------------------------
-    def _blocks(self) -> List[str]:
-        """Block prefixes (relative to ``self.model``) in depth order."""
-        m = self.model
-        if self.plain:
-            return [f"blocks.{i}." for i in range(len(m.blocks))]
-        groups = ("layers", m.layers) if isinstance(m, SwinTransformer) else ("stages", m.stages)
-        return [f"{groups[0]}.{i}.blocks.{j}." for i, stage in enumerate(groups[1]) for j in range(len(stage.blocks))]
-
+    # ---- layer ids for layer-wise learning-rate decay (backbones/layer_decay.py) ---------
     @property
     def num_layers(self) -> int:
-        return len(self._blocks())
+        return layer_decay.num_layers(self.model)
 
     def layer_id(self, name: str) -> int:
-        """0 for the stem and embeddings, i + 1 for the i-th block, num_layers + 1 for
-        everything after the blocks (output norms, pyramid). A stage's downsampling
-        layer counts with the stage's first block. ``name`` is relative to the backbone."""
+        """Layer of a parameter named relative to the backbone; the pyramid and
+        output norms come after the blocks."""
         if not name.startswith("model."):
             return self.num_layers + 1
-        name = name[len("model."):]
-        if name.startswith(("patch_embed", "cls_token", "pos_embed", "reg_token", "stem", "absolute_pos_embed")):
-            return 0
-        blocks = self._blocks()
-        for i, prefix in enumerate(blocks):
-            if name.startswith(prefix):
-                return i + 1
-        # Swin's / ConvNeXt's downsample layer: with the first block of its stage.
-        for i, prefix in enumerate(blocks):
-            stage = prefix.rsplit("blocks.", 1)[0]
-            if name.startswith(stage + "downsample"):
-                return i + 1
-        return self.num_layers + 1
+        return layer_decay.layer_id(self.model, name[len("model."):])
 
     # ---- stages, freezing --------------------------------------------------------------
     def _stages(self) -> List[List[nn.Module]]:
