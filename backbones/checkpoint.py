@@ -104,6 +104,10 @@ class LoadReport:
     skipped_head: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
 
+    @property
+    def provenance(self) -> dict:
+        return _provenance(self.path, self.sha256, self.meta)
+
 
 def _listing(keys: List[str], limit: int = 12) -> str:
     shown = ", ".join(keys[:limit])
@@ -154,9 +158,14 @@ def load_pretrained(model: nn.Module, path, *, keep_head: bool = False,
     return LoadReport(str(path), file_sha256(path), meta, len(sd) - len(unexpected), skipped, unexpected)
 
 
+def _provenance(path, sha256: str, meta: dict) -> dict:
+    return {"path": str(Path(path).resolve()), "sha256": sha256,
+            "pretrain": meta or {"method": "unknown (no meta in file; e.g. the paper's release)"}}
+
+
 def provenance(path) -> dict:
-    """What every downstream run records about its starting checkpoint."""
+    """What every downstream run records about its starting checkpoint: path,
+    sha256 and the pretraining ``meta`` (arch, method, rates, ...)."""
     path = Path(path)
     _, meta = split_checkpoint(read_checkpoint(path), path)
-    return {"path": str(path.resolve()), "sha256": file_sha256(path),
-            "pretrain": meta or {"method": "unknown (no meta in file; e.g. the paper's release)"}}
+    return _provenance(path, file_sha256(path), meta)

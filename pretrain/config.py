@@ -1,9 +1,10 @@
-"""Command line and YAML config of a pretraining run, in the paper's vocabulary.
+"""Command line and YAML config of a training run (pretraining here; classification
+transfer adds its flags in cls_finetune/config.py), in the paper's vocabulary.
 
-A YAML file given with ``--config`` sets defaults (keys are the flag names
-without dashes); flags on the command line override it. A config may start
-from others with ``_base_: [relative/path.yaml, ...]`` (later files and the
-file itself win), as OpenMMLab configs do. The effective config is
+YAML files given with ``--config`` set defaults (keys are the flag names
+without dashes; later files win); flags on the command line override them. A
+config may start from others with ``_base_: [relative/path.yaml, ...]`` (later
+files and the file itself win), as OpenMMLab configs do. The effective config is
 saved as ``config.yaml`` in the output dir, so ``--config <out>/config.yaml``
 reproduces a run.
 """
@@ -43,10 +44,11 @@ def _dict(v) -> dict:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser("pretrain", description="ImageNet pretraining with early/late "
-                                "dropout or stochastic depth (Liu et al., ICML 2023)")
-    p.add_argument("--config", default=None, help="YAML file with any of the flags below")
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """Flags every training run of the suite shares (pretraining and classification
+    transfer): model, drop schedule, optimisation, augmentation, run control."""
+    p.add_argument("--config", nargs="+", default=None,
+                   help="YAML file(s) with any of the flags below; later files win, flags win over files")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="vit_tiny", help="paper name (vit_tiny, ..., swin_femto) or any timm model")
     g.add_argument("--model_kwargs", type=_dict, default={},
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=0.05)
     g.add_argument("--weight_decay_end", type=float, default=None,
                    help="final weight decay of a cosine wd schedule (default: constant)")
+    g.add_argument("--layer_decay", type=float, default=1.0,
+                   help="layer-wise lr decay rate in (0, 1]; 1 = off (layer ids: backbones/layer_decay.py)")
     g.add_argument("--opt_betas", type=float, nargs=2, default=[0.9, 0.999])
     g.add_argument("--clip_grad", type=float, default=None)
     g.add_argument("--amp", default="auto", help="auto (bf16 on GPUs that support it) | bf16 | fp16 | none")
@@ -86,24 +90,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model_ema", type=_bool, nargs="?", const=True, default=False)
     g.add_argument("--model_ema_decay", type=float, default=0.9999)
     g = p.add_argument_group("run")
-    g.add_argument("--data_path", default="data/imagenet", help="folder with train/<class>/* and val/<class>/*")
     g.add_argument("--output_dir", default="output/pretrain")
     g.add_argument("--resume", default="", help="checkpoint path, or 'auto' for the newest in output_dir")
     g.add_argument("--eval", type=_bool, nargs="?", const=True, default=False,
                    help="only evaluate the --resume / --finetune checkpoint")
-    g.add_argument("--finetune", default="", help="weights to start from (for --eval of exported weights)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num_workers", type=int, default=8)
     g.add_argument("--ckpt_every_iters", type=int, default=1000,
                    help="also save checkpoint-last.pth every N updates within an epoch (0: only at epoch end)")
     g.add_argument("--print_freq", type=int, default=50)
+    g.add_argument("--tensorboard", type=_bool, default=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("pretrain", description="ImageNet pretraining with early/late "
+                                "dropout or stochastic depth (Liu et al., ICML 2023)")
+    add_training_args(p)
+    g = p.add_argument_group("data")
+    g.add_argument("--data_path", default="data/imagenet", help="folder with train/<class>/* and val/<class>/*")
+    g.add_argument("--finetune", default="", help="weights to start from (for --eval of exported weights)")
     g = p.add_argument_group("diagnostics (the paper's Section 3; written to diagnostics.jsonl)")
     g.add_argument("--diag_every", type=int, default=0,
                    help="measure grad norm, model distance, GDV and GDE every N updates (0: off)")
     g.add_argument("--diag_batches", type=int, default=8, help="mini-batches compared for GDV/GDE")
     g.add_argument("--diag_samples", type=int, default=2048,
                    help="training images (fixed subset) for the whole-dataset gradient; 0: all")
-    g.add_argument("--tensorboard", type=_bool, default=True)
     return p
 
 
@@ -128,16 +139,19 @@ def load_yaml_config(path: Path, _seen: tuple = ()) -> dict:
     return merged
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = build_parser()
+def parse_args(argv: Optional[List[str]] = None,
+               parser: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
+    parser = parser or build_parser()
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
-        path = Path(pre.config)
-        values = load_yaml_config(path)
-        known = {a.dest for a in parser._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"--config {path}: unknown key(s) {', '.join(unknown)}")
+        values: dict = {}
+        known = {a.dest for a in parser._actions} - {"config", "help"}
+        for path in map(Path, pre.config):
+            file_values = load_yaml_config(path)
+            unknown = sorted(set(file_values) - known)
+            if unknown:
+                raise ConfigError(f"--config {path}: unknown key(s) {', '.join(unknown)} for {parser.prog}")
+            values.update(file_values)
         parser.set_defaults(**values)
     args = parser.parse_args(argv)
     validate(args)
@@ -158,8 +172,11 @@ def validate(args: argparse.Namespace) -> None:
     need(0 <= args.smoothing < 1, f"--smoothing {args.smoothing} must lie in [0, 1)")
     need(args.amp in ("auto", "bf16", "fp16", "none"), f"--amp {args.amp!r}: choose auto, bf16, fp16 or none")
     need(args.input_size >= 8, f"--input_size {args.input_size} is too small")
-    need(args.diag_every >= 0, f"--diag_every {args.diag_every} must be >= 0")
-    need(args.diag_batches >= 2, f"--diag_batches {args.diag_batches} must be >= 2 (GDV compares pairs)")
+    need(0 < args.layer_decay <= 1, f"--layer_decay {args.layer_decay} must lie in (0, 1]")
+    need(args.num_workers >= 0, f"--num_workers {args.num_workers} must be >= 0")
+    if hasattr(args, "diag_every"):
+        need(args.diag_every >= 0, f"--diag_every {args.diag_every} must be >= 0")
+        need(args.diag_batches >= 2, f"--diag_batches {args.diag_batches} must be >= 2 (GDV compares pairs)")
 
 
 def save_config(args: argparse.Namespace, path: Path) -> None:

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from backbones import DropPlan, DropSites
+from backbones import layer_decay as layer_decay_lib
 
 from . import distributed as D
 from .logger import RunLogger
@@ -37,19 +38,27 @@ def amp_dtype_for(choice: str, device: torch.device) -> Optional[torch.dtype]:
     return None
 
 
-def param_groups(model: nn.Module, weight_decay: float):
-    """Weight decay on weights, none on biases, norms and tokens (timm's convention)."""
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0):
+    """Trainable parameters in optimizer groups. Weight decay on weights, none on
+    biases, norms and tokens (timm's convention); with ``layer_decay < 1`` each
+    layer's group also carries ``lr_scale`` (layer ids: backbones/layer_decay.py).
+    ``Trainer`` multiplies the scheduled lr and wd by ``lr_scale``/``wd_scale``."""
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
-    decay, no_decay = [], []
+    groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name.endswith(".bias") or name in skip:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": no_decay, "weight_decay": 0.0, "wd_scale": 0.0},
-            {"params": decay, "weight_decay": weight_decay, "wd_scale": 1.0}]
+        no_decay = p.ndim <= 1 or name.endswith(".bias") or name in skip
+        layer = layer_decay_lib.layer_id(model, name) if layer_decay < 1 else 0
+        key = (layer, no_decay)
+        if key not in groups:
+            scale = layer_decay_lib.lr_scale(model, name, layer_decay) if layer_decay < 1 else 1.0
+            groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay,
+                           "wd_scale": 0.0 if no_decay else 1.0, "lr_scale": scale}
+        groups[key]["params"].append(p)
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    return [groups[k] for k in sorted(groups)]
 
 
 @dataclass
@@ -73,6 +82,8 @@ class Trainer:
     print_freq: int = 50
     # Called after an update with the number of the next update; saves when it wants to.
     on_update: Optional[Callable[[int], None]] = None
+    # Puts the model in training mode (a linear probe keeps its frozen backbone in eval mode).
+    train_mode: Optional[Callable[[nn.Module], None]] = None
 
     @property
     def unwrapped(self) -> nn.Module:
@@ -88,7 +99,10 @@ class Trainer:
     def train_one_epoch(self, loader, epoch: int, start_step: int = 0) -> float:
         """Run updates ``start_step .. iters_per_epoch-1`` of ``epoch``; the loader
         must already skip the micro-batches of the updates before ``start_step``."""
-        self.model.train()
+        if self.train_mode is not None:
+            self.train_mode(self.model)
+        else:
+            self.model.train()
         total = self.lr_schedule.total_iters
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         step_in_epoch, micro, loss_sum, n_updates, micro_losses = start_step, 0, 0.0, 0, []
@@ -139,8 +153,8 @@ class Trainer:
             dropout, drop_path = self.sites.current()
             update_loss = sum(micro_losses) / len(micro_losses)
             rec = {"epoch": epoch, "step": step, "loss": update_loss,
-                   "lr": self.optimizer.param_groups[-1]["lr"],
-                   "weight_decay": self.optimizer.param_groups[-1]["weight_decay"],
+                   # the scheduled values; a group's own are these times its lr_scale / wd_scale
+                   "lr": self.lr_schedule(step), "weight_decay": self.wd_schedule(step),
                    "dropout": dropout, "drop_path": drop_path, "grad_norm": float(grad_norm)}
             self.logger.iteration(rec)
             loss_sum, n_updates = loss_sum + update_loss, n_updates + 1

@@ -13,3 +13,25 @@ TINY = ["--model", "vit_tiny", "--model_kwargs", "{depth: 2, patch_size: 8, embe
 
 def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def run_ok(main, argv):
+    assert main([str(a) for a in argv]) == 0
+
+
+def assert_fails_with(main, argv, capsys, *fragments):
+    """``main(argv)`` exits with 2 and prints exactly one line holding every fragment."""
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for f in fragments:
+        assert f in err, err
+    return err
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -12,7 +12,8 @@ import torch
 from demo_data import write_imagenet
 from pretrain.main import main
 
-from helpers import REPO, TINY, read_jsonl
+import helpers
+from helpers import REPO, TINY, free_port, read_jsonl
 
 
 @pytest.fixture(scope="session")
@@ -26,14 +27,8 @@ def run(argv):
     assert main([str(a) for a in argv]) == 0
 
 
-def test_learns_the_generated_classes(tmp_path):
-    data = tmp_path / "data"
-    write_imagenet(data, train_per_class=100, val_per_class=20, size=64, seed=2)
-    out = tmp_path / "out"
-    # A 4-block ViT-T-like model, patch 8 at 64x64: about a minute on 2 cores.
-    run([*TINY, "--model_kwargs", "{depth: 4, patch_size: 8, embed_dim: 96, num_heads: 3}",
-         "--input_size", "64", "--data_path", data, "--output_dir", out, "--epochs", "12",
-         "--batch_size", "32", "--lr", "5e-4", "--smoothing", "0.0"])
+def test_learns_the_generated_classes(learned_pretraining):
+    out = learned_pretraining  # conftest.py: 12 epochs of a 4-block ViT at 64x64, 100 images per class
     epochs = read_jsonl(out / "log.jsonl")
     assert len(epochs) == 12
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] - 0.5
@@ -125,12 +120,7 @@ def test_eval_of_exported_weights_reproduces_final_accuracy(small_imagenet, tmp_
 
 
 def assert_fails_with(argv, capsys, *fragments):
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for f in fragments:
-        assert f in err, err
-    return err
+    return helpers.assert_fails_with(main, argv, capsys, *fragments)
 
 
 def test_missing_data_path(tmp_path, capsys):
@@ -204,10 +194,7 @@ def test_existing_run_is_not_overwritten(small_imagenet, tmp_path, capsys):
 
 
 def test_two_processes_with_torchrun_on_cpu(small_imagenet, tmp_path):
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = tmp_path / "ddp"
     res = subprocess.run(["bash", str(REPO / "tools/pretrain.sh"), "2", *map(str, TINY), "--data_path",
                           str(small_imagenet), "--epochs", "2", "--output_dir", str(out)],

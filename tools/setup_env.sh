@@ -23,9 +23,10 @@ say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # The stamp records what this venv was built from; any change re-runs the installs.
+# The package list is in it because the editable install maps packages that existed when it ran.
 stamp_of() {
-  cat "$ROOT/requirements.txt" "$ROOT/requirements-build.txt" "$ROOT/pyproject.toml" \
-      "$ROOT/tools/setup_env.sh" | sha256sum | cut -d' ' -f1
+  { cat "$ROOT/requirements.txt" "$ROOT/requirements-build.txt" "$ROOT/pyproject.toml" \
+        "$ROOT/tools/setup_env.sh"; (cd "$ROOT" && ls -d */__init__.py); } | sha256sum | cut -d' ' -f1
 }
 STAMP_FILE="$VENV/.dropout-transfer-stamp"
 WANT_STAMP="$(stamp_of)"
