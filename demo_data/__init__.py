@@ -1,9 +1,12 @@
 """Generated demo data in the real on-disk formats: ImageNet folders, COCO
-instances, ADE20K semantic maps, all rendered from the same scenes."""
+instances, ADE20K semantic maps and a classification-transfer split
+(ImageFolder layout), all rendered from the same scenes."""
 from .ade20k import write_ade20k
 from .coco import write_coco
-from .imagenet import PRETRAIN_CATEGORIES, TRANSFER_CATEGORIES, write_imagenet, wnid
+from .everything import write_demo_data
+from .imagenet import PRETRAIN_CATEGORIES, TRANSFER_CATEGORIES, folder_name, write_imagenet, write_transfer, wnid
 from .scenes import CATEGORIES, Scene, SceneObject, category_name, image_rng, render_scene
 
 __all__ = ["CATEGORIES", "PRETRAIN_CATEGORIES", "TRANSFER_CATEGORIES", "Scene", "SceneObject",
-           "category_name", "image_rng", "render_scene", "write_ade20k", "write_coco", "write_imagenet", "wnid"]
+           "category_name", "folder_name", "image_rng", "render_scene", "write_ade20k", "write_coco", "write_imagenet",
+           "write_demo_data", "write_transfer", "wnid"]

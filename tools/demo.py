@@ -1,17 +1,19 @@
 """End-to-end demo on generated data, on the CPU, in a few minutes.
 
-1. writes the demo data in real layouts: ImageNet folders, COCO instances,
-   ADE20K semantic maps (data/demo/...);
+1. writes the demo data in real layouts: ImageNet folders, an ImageFolder
+   transfer split of new classes, COCO instances, ADE20K semantic maps
+   (data/demo/...);
 2. pretrains a small ViT twice with the same seed: no dropout, and early
    dropout (linear from p to 0 over the first epochs), logging the paper's
    gradient diagnostics;
 3. fine-tunes Mask R-CNN (mmdet) and UperNet (mmseg) from each checkpoint and
    evaluates them (COCO box/mask AP with pycocotools, mIoU);
-4. prints each pretraining method against the no-dropout baseline, and plots
+4. fine-tunes and linear-probes each checkpoint on the transfer split
+   (cls_finetune, through the sweep runner);
+5. prints each pretraining method against the no-dropout baseline, and plots
    the gradient diagnostics side by side.
 
-Runs that already finished are reused; --fresh starts over. Classification
-transfer joins this demo when it lands.
+Runs that already finished are reused; --fresh starts over.
 """
 from __future__ import annotations
 
@@ -26,13 +28,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from demo_data import write_ade20k, write_coco, write_imagenet  # noqa: E402
+from cls_finetune.sweep import expand, run_sweep  # noqa: E402
+from demo_data import write_demo_data  # noqa: E402
 from pretrain.main import main as pretrain_main  # noqa: E402
 
 TRANSFER = {  # task: (config, the metric compared across pretrainings)
     "det": ("det_configs/demo/mask-rcnn_vit-demo_fpn_coco-demo.py", "coco/segm_mAP"),
     "seg": ("seg_configs/demo/upernet_vit-demo_ade-demo.py", "mIoU"),
 }
+
+CLS_RECIPES = {"finetune": "demo_cpu.yaml", "linear_probe": "demo_cpu_linear_probe.yaml"}
 
 RUNS = {
     "no_dropout": [],
@@ -53,13 +58,9 @@ def main() -> int:
         shutil.rmtree(out)
     t0 = time.time()
 
-    print("== 1. demo data (ImageNet folders, COCO json, ADE20K png)")
-    write_imagenet(data / "imagenet", train_per_class=150, val_per_class=30, size=64, seed=0)
-    print(f"   {data / 'imagenet'}: 12 classes x 150 train / 30 val images, 64x64")
-    write_coco(data / "coco", train_images=64, val_images=24, size=128, seed=0)
-    print(f"   {data / 'coco'}: COCO 2017 layout, 64 train / 24 val images, 128x128")
-    write_ade20k(data / "ade20k", train_images=64, val_images=24, size=128, seed=0)
-    print(f"   {data / 'ade20k'}: ADE20K layout, 64 train / 24 val images, 128x128")
+    print("== 1. demo data (ImageNet folders, ImageFolder transfer split, COCO json, ADE20K png)")
+    for line in write_demo_data(data, seed=0):
+        print(f"   {line}")
 
     print("== 2. pretraining (same seed; the runs differ only in the dropout schedule)")
     for name, flags in RUNS.items():
@@ -95,7 +96,17 @@ def main() -> int:
                 print(res.stdout[-3000:])
                 return 1
 
-    print("== 4. each method against the no-dropout baseline (one seed, tiny data: a demo, not a result)")
+    print("== 4. classification transfer to new classes: fine-tuning and linear probe (cls_configs/demo_cpu*.yaml)")
+    sweep = expand({"output_root": str(out / "cls"), "base_dir": str(REPO / "cls_configs"),
+                    "recipes": CLS_RECIPES, "datasets": {"transfer": "_base_/demo_data.yaml"},
+                    "checkpoints": {n: str(out / "pretrain" / n / "weights.pth") for n in RUNS},
+                    "seeds": [0], "flags": ["--data_path", str(data / "transfer")]})
+    status = run_sweep(sweep, quiet=True)
+    if any(v.startswith("failed") for v in status.values()):
+        print(f"   failed: {status}")
+        return 1
+
+    print("== 5. each method against the no-dropout baseline (one seed, tiny data: a demo, not a result)")
     rows = {}
     for n in RUNS:
         pre = json.loads((out / "pretrain" / n / "metrics.json").read_text())
@@ -103,6 +114,9 @@ def main() -> int:
         for task, (_, key) in TRANSFER.items():
             m = json.loads((out / task / n / "metrics.json").read_text())["metrics"]
             rows[n][f"{task} {key}"] = m[key] * (100 if key.startswith("coco/") else 1)
+        for recipe in CLS_RECIPES:
+            m = json.loads((out / "cls" / recipe / "transfer" / n / "seed0" / "metrics.json").read_text())
+            rows[n][f"cls {recipe} top-1"] = m["final"]["top1"]
     columns = [c for c in rows["no_dropout"] if c != "method"]
     print(f"   {'pretraining':<42}" + "".join(f"{c:>24}" for c in columns))
     for n, r in rows.items():
@@ -114,7 +128,8 @@ def main() -> int:
     print(f"   gradient diagnostics: {plot}")
     print("   records: pretraining dirs hold config.yaml, run.json, log_iter.jsonl, log.jsonl, diagnostics.jsonl, "
           "metrics.json, weights.pth; det/seg work dirs hold run.json, metrics.json, metrics_val.jsonl and "
-          "mmengine's config dump and logs")
+          "mmengine's config dump and logs; cls run dirs (cls/<recipe>/transfer/<checkpoint>/seed0) hold "
+          "config.yaml, run.json, log_iter.jsonl, log.jsonl, metrics.json")
     print(f"demo finished in {time.time() - t0:.0f}s; outputs under {out}")
     return 0
 

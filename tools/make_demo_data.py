@@ -2,7 +2,11 @@
 
     python tools/make_demo_data.py --out data/demo
 
-<out>/imagenet/   ImageNet-1K layout (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)
+<out>/imagenet/   ImageNet-1K layout (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG), for pretraining
+<out>/transfer/   ImageFolder layout (train/<class>/*.jpg, test/<class>/*.jpg): classes
+                  pretraining never saw, for classification transfer (cls_finetune)
+<out>/coco/       COCO 2017 layout (train2017/, val2017/, annotations/instances_*2017.json)
+<out>/ade20k/     ADE20K layout (images/, annotations/ with label 0 = other)
 
 Deterministic for a given --seed; rerunning with the same arguments is a no-op.
 """
@@ -10,25 +14,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from demo_data import write_imagenet
+from demo_data import write_demo_data
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data/demo")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--train-per-class", type=int, default=150)
-    p.add_argument("--val-per-class", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     t0 = time.time()
-    root = Path(args.out) / "imagenet"
-    spec = write_imagenet(root, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-                          size=args.size, seed=args.seed)
-    print(f"ImageNet-style folders: {root} ({len(spec['categories'])} classes, "
-          f"{args.train_per_class}/{args.val_per_class} train/val images per class) in {time.time() - t0:.1f}s")
+    for line in write_demo_data(args.out, seed=args.seed):
+        print(line)
+    print(f"done in {time.time() - t0:.1f}s")
 
 
 if __name__ == "__main__":

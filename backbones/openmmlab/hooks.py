@@ -75,7 +75,7 @@ class RunRecordHook(Hook):
     """The record every detection / segmentation run leaves in its work_dir (read
     by the comparison tools):
 
-    * ``run.json``: task (mmdet / mmseg), config file, backbone arch, start
+    * ``run.json``: kind = task (mmdet / mmseg), config file, backbone arch, start
       checkpoint (path, sha256 and the pretraining method from its ``meta``),
       the fine-tuning drop schedule, world size, versions;
     * ``metrics_val.jsonl``: one line per validation: ``epoch, iter, metrics``;
@@ -113,7 +113,9 @@ class RunRecordHook(Hook):
             f"standard at the backbone's rates (dropout {getattr(backbone, 'dropout', 0)}, "
             f"drop_path {getattr(backbone, 'drop_path', 0)})")
         record = {
-            "task": runner.cfg.get("default_scope"), "config": runner.cfg.filename,
+            # kind: as in every run.json of the suite (pretrain, cls_finetune, mmdet, mmseg); task: its older name
+            "kind": runner.cfg.get("default_scope"), "task": runner.cfg.get("default_scope"),
+            "config": runner.cfg.filename,
             "work_dir": runner.work_dir, "backbone": getattr(backbone, "arch", type(backbone).__name__),
             "start_checkpoint": start, "fine_tune_drop": fine_tune_drop,
             "load_from": runner.cfg.get("load_from"), "resume": bool(runner.cfg.get("resume")),

@@ -1,0 +1,134 @@
+"""Classification transfer: fine-tune, or linear-probe, a pretrained checkpoint on
+a small dataset and report top-1 / top-5 on its official test split.
+
+    python -m cls_finetune --config cls_configs/_base_/finetune.yaml cls_configs/datasets/cifar100.yaml \\
+        --finetune output/pretrain/vit_tiny_early_dropout/weights.pth --output_dir output/cls/...
+    bash tools/cls_finetune.sh 8 --config ...          # torchrun, one process per GPU
+
+The recipe, checkpoints, exact resume and run record are the ones pretraining
+uses (pretrain/driver.py); this file adds the datasets, a new head sized to the
+dataset, the linear probe and the starting checkpoint's provenance. In the
+logs, ``val_*`` is measured on the official test split.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import torch.nn as nn
+
+from backbones.checkpoint import CheckpointError, load_pretrained, read_checkpoint, split_checkpoint
+from pretrain.config import ConfigError
+from pretrain.driver import RunData, TrainingRun, build_timm_model, build_transforms, make_loaders
+from pretrain.main import report_user_errors
+from pretrain.state import latest_checkpoint, load_training_checkpoint
+
+from .config import parse_args
+from .datasets import build_splits
+
+__all__ = ["FinetuneRun", "run", "main"]
+
+
+def resolve_model(args) -> None:
+    """Fill ``--model`` (and ``--model_kwargs`` when not given) from the starting
+    checkpoint's meta, or from the run being resumed."""
+    if args.model:
+        return
+    if args.finetune:
+        _, meta = split_checkpoint(read_checkpoint(args.finetune), args.finetune)
+        if not meta.get("arch"):
+            raise ConfigError(f"--model: not given, and --finetune {args.finetune} records no architecture "
+                              "(e.g. the paper's release format): pass --model, e.g. --model vit_base")
+        args.model = meta["arch"]
+        args.model_kwargs = args.model_kwargs or dict(meta.get("model_kwargs") or {})
+        return
+    resume = latest_checkpoint(Path(args.output_dir)) if args.resume == "auto" else args.resume
+    if resume:
+        saved = load_training_checkpoint(resume)["args"]
+        args.model, args.model_kwargs = saved["model"], args.model_kwargs or saved["model_kwargs"]
+        return
+    raise ConfigError("--finetune: name the pretrained checkpoint to transfer (weights.pth of tools/pretrain.sh "
+                      "or a paper release), or --resume a classification run")
+
+
+def classifier(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model).get_classifier()
+
+
+class FinetuneRun(TrainingRun):
+    kind = "cls_finetune"
+    resume_must_match = TrainingRun.resume_must_match + ("dataset", "linear_probe")
+
+    def __init__(self, args):
+        super().__init__(args)
+        resolve_model(args)
+
+    def build(self) -> RunData:
+        args = self.args
+        # Built without a head first: its normalisation decides the transforms, the
+        # dataset decides the head.
+        model = build_timm_model(args, num_classes=0)
+        train_tf, test_tf = build_transforms(args, model)
+        splits = build_splits(args.dataset, args.data_path, train_tf, test_tf, check_md5=args.check_md5)
+        if args.num_classes and args.num_classes != len(splits.classes):
+            raise ConfigError(f"--num_classes {args.num_classes}: {splits.description} has "
+                              f"{len(splits.classes)} classes")
+        model.reset_classifier(len(splits.classes))
+        for m in classifier(model).modules():  # a small new head (MAE's linear-probe init)
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+        if args.linear_probe:
+            head = {id(p) for p in classifier(model).parameters()}
+            for p in model.parameters():
+                p.requires_grad = id(p) in head
+        self.test_images = len(splits.test)
+        train_loader, train_sampler, test_loader = make_loaders(args, splits.train, splits.test)
+        return RunData(model, splits.classes, splits.train, train_loader, train_sampler, test_loader,
+                       description=splits.description)
+
+    def initial_weights(self, model: nn.Module) -> Optional[dict]:
+        args = self.args
+        if not args.finetune:
+            raise ConfigError("--finetune: name the pretrained checkpoint to transfer (weights.pth of "
+                              "tools/pretrain.sh or a paper release)")
+        # --eval measures a fine-tuned classifier: then the head must come from the file.
+        report = load_pretrained(model, args.finetune, keep_head=args.eval, expected_arch=args.model)
+        if args.eval and report.skipped_head:
+            raise CheckpointError(f"--eval: {args.finetune} holds no classifier for the "
+                                  f"{len(self.data.classes)} classes of {self.data.description}")
+        return report.provenance
+
+    def train_mode(self, model: nn.Module) -> None:
+        if self.args.linear_probe:  # frozen features: no dropout, no norm statistics updates
+            model.eval()
+            classifier(model).train()
+        else:
+            model.train()
+
+    def record(self) -> dict:
+        args = self.args
+        return {"dataset": args.dataset, "data_path": str(Path(args.data_path).resolve()),
+                "mode": self.mode, "test_images": self.test_images}
+
+    def summary(self) -> dict:
+        pretrain = (self.origin or {}).get("pretrain", {})
+        return {"dataset": self.args.dataset, "mode": self.mode,
+                "pretrain_method": pretrain.get("method"), "pretrain_sha256": (self.origin or {}).get("sha256")}
+
+    @property
+    def mode(self) -> str:
+        return "linear_probe" if self.args.linear_probe else "finetune"
+
+
+def run(args) -> dict:
+    return FinetuneRun(args).run()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return report_user_errors(lambda: run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Classification transfer end to end on the CPU: fine-tuning and linear probing a
+pretraining checkpoint on the generated transfer split (classes pretraining
+never saw), resume, DDP, the sweep runner and bad input."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from backbones.checkpoint import file_sha256
+from cls_finetune.main import main
+from cls_finetune.sweep import expand, run_sweep
+from demo_data import TRANSFER_CATEGORIES, write_transfer
+from helpers import REPO, assert_fails_with, free_port, read_jsonl, run_ok
+
+DEMO = REPO / "cls_configs/demo_cpu.yaml"
+PROBE = REPO / "cls_configs/demo_cpu_linear_probe.yaml"
+FAST = ["--num_workers", "0", "--tensorboard", "false"]
+
+
+@pytest.fixture(scope="module")
+def transfer(tmp_path_factory):
+    """The demo's transfer split at the demo's size (6 classes, 64x64)."""
+    root = tmp_path_factory.mktemp("transfer")
+    write_transfer(root, train_per_class=60, test_per_class=20, size=64, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_transfer(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small_transfer")
+    write_transfer(root, train_per_class=8, test_per_class=2, size=64, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def weights(learned_pretraining):
+    return learned_pretraining / "weights.pth"
+
+
+def fails(argv, capsys, *fragments):
+    return assert_fails_with(main, argv, capsys, *fragments)
+
+
+def test_finetuning_a_pretrained_checkpoint_learns_new_classes(weights, transfer, tmp_path):
+    out = tmp_path / "ft"
+    # The demo preset, with a late stochastic depth during fine-tuning: the drop core drives it here too.
+    run_ok(main, ["--config", DEMO, *FAST, "--data_path", transfer, "--finetune", weights, "--output_dir", out,
+                  "--epochs", "10", "--drop_path", "0.2", "--drop_mode", "late", "--cutoff_epoch", "6"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    chance = 100 / len(TRANSFER_CATEGORIES)
+    assert metrics["final"]["top1"] > 2 * chance, metrics["final"]
+    assert metrics["final"]["n"] == 6 * 20 and "top5" in metrics["final"]
+    assert (metrics["kind"], metrics["dataset"], metrics["mode"]) == ("cls_finetune", "imagefolder", "finetune")
+    assert metrics["pretrain_method"] == "no dropout" and metrics["pretrain_sha256"] == file_sha256(weights)
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["start_checkpoint"]["sha256"] == file_sha256(weights)
+    assert record["start_checkpoint"]["path"] == str(weights.resolve())
+    assert record["start_checkpoint"]["pretrain"]["arch"] == "vit_tiny"
+    assert len(record["classes"]) == 6 and record["train_images"] == 360 and record["test_images"] == 120
+    assert record["method"] == "late-constant drop_path 0.2 from epoch 6"
+
+    steps = read_jsonl(out / "log_iter.jsonl")
+    ipe = 360 // 32
+    assert len(steps) == 10 * ipe and len(read_jsonl(out / "log.jsonl")) == 10
+    for r in steps:  # read back off the model's modules, per update
+        assert r["drop_path"] == (0.2 if r["step"] >= 6 * ipe else 0.0)
+    # The model was built from the checkpoint's meta, and config.yaml says so.
+    config = (out / "config.yaml").read_text()
+    assert "model: vit_tiny" in config and "depth: 4" in config
+    exported = torch.load(out / "weights.pth", weights_only=True)
+    assert exported["model"]["head.weight"].shape == (6, 96) and exported["meta"]["kind"] == "cls_finetune"
+
+
+def test_linear_probe_changes_only_the_head(weights, transfer, tmp_path):
+    out = tmp_path / "lp"
+    run_ok(main, ["--config", PROBE, *FAST, "--data_path", transfer, "--finetune", weights, "--output_dir", out,
+                  "--epochs", "3"])
+    before = torch.load(weights, weights_only=True)["model"]
+    after = torch.load(out / "weights.pth", weights_only=True)["model"]
+    body = [k for k in after if not k.startswith("head.")]
+    assert len(body) > 50 and set(body) <= set(before)
+    changed = [k for k in body if not torch.equal(before[k], after[k])]
+    assert not changed, changed[:5]
+    assert after["head.weight"].shape == (6, 96) and after["head.weight"].abs().max() > 0.01  # trained from 0.01-std init
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "linear_probe" and metrics["final"]["top1"] > 100 / 6
+    # Only the head is optimised.
+    opt = torch.load(out / "checkpoint-last.pth", weights_only=True)["optimizer"]
+    assert sum(len(g["params"]) for g in opt["param_groups"]) == 2
+
+
+def test_eval_reproduces_the_final_accuracy(weights, small_transfer, tmp_path, capsys):
+    out = tmp_path / "ft"
+    common = ["--config", DEMO, *FAST, "--data_path", small_transfer, "--epochs", "1"]
+    run_ok(main, [*common, "--finetune", weights, "--output_dir", out])
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    run_ok(main, [*common, "--finetune", out / "weights.pth", "--eval", "--output_dir", tmp_path / "ev"])
+    got = json.loads((tmp_path / "ev/metrics_eval.json").read_text())
+    assert got["val"]["top1"] == pytest.approx(final["top1"]) and got["val"]["loss"] == pytest.approx(final["loss"])
+    # A pretraining checkpoint has a 12-class ImageNet-style head, not one for these 6 classes.
+    fails([*common, "--finetune", weights, "--eval", "--output_dir", tmp_path / "ev2"], capsys,
+          "--eval", str(weights), "no classifier for the 6 classes")
+
+
+def test_layer_decay_scales_each_block():
+    from pretrain.engine import param_groups
+    from timm import create_model
+    model = create_model("vit_tiny_patch16_224", depth=3, num_classes=5)
+    groups = param_groups(model, 0.05, layer_decay=0.5)
+    scale = {}
+    for g in groups:
+        for p in g["params"]:
+            scale[next(n for n, q in model.named_parameters() if q is p)] = (g["lr_scale"], g["weight_decay"])
+    # 3 blocks: embeddings 0.5**4, block i 0.5**(3 - i), head and final norm 1.
+    assert scale["patch_embed.proj.weight"] == (0.5 ** 4, 0.05) and scale["pos_embed"][0] == 0.5 ** 4
+    assert scale["blocks.0.attn.qkv.weight"] == (0.5 ** 3, 0.05)
+    assert scale["blocks.2.mlp.fc1.weight"] == (0.5, 0.05) and scale["blocks.2.norm1.weight"] == (0.5, 0.0)
+    assert scale["head.weight"] == (1.0, 0.05) and scale["norm.weight"] == (1.0, 0.0)
+
+
+def test_killed_run_resumes_to_the_same_weights(weights, small_transfer, tmp_path):
+    common = ["--config", DEMO, *FAST, "--data_path", small_transfer, "--finetune", weights, "--epochs", "3",
+              "--batch_size", "8", "--ckpt_every_iters", "4", "--drop_path", "0.1", "--drop_mode", "early",
+              "--cutoff_epoch", "2", "--seed", "4"]
+    ref = tmp_path / "ref"
+    run_ok(main, [*common, "--output_dir", ref])
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "cls_finetune", *map(str, common), "--output_dir", str(out)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill once the first checkpoint (update 4, mid-epoch) is written
+        if (out / "checkpoint-last.pth").is_file():
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("no mid-epoch checkpoint appeared")
+    proc.kill()
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    run_ok(main, [*common, "--output_dir", out, "--resume", "auto"])
+    a = torch.load(out / "weights.pth", weights_only=True)["model"]
+    b = torch.load(ref / "weights.pth", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    got, want = read_jsonl(out / "log_iter.jsonl"), read_jsonl(ref / "log_iter.jsonl")
+    assert [(r["step"], r["loss"], r["drop_path"]) for r in got] == [(r["step"], r["loss"], r["drop_path"]) for r in want]
+    # The resumed run still records the pretraining checkpoint it started from.
+    record = json.loads((out / "run.json").read_text())
+    assert record["init"] == "resume" and record["start_checkpoint"]["sha256"] == file_sha256(weights)
+
+
+def test_linear_probe_with_two_processes(weights, small_transfer, tmp_path):
+    out = tmp_path / "ddp"
+    res = subprocess.run(["bash", str(REPO / "tools/cls_finetune.sh"), "2", "--config", str(PROBE), *FAST,
+                          "--data_path", str(small_transfer), "--finetune", str(weights), "--epochs", "1",
+                          "--batch_size", "8", "--output_dir", str(out)],
+                         env={**os.environ, "PORT": str(free_port())}, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(read_jsonl(out / "log_iter.jsonl")) == 48 // (8 * 2)
+    assert json.loads((out / "metrics.json").read_text())["final"]["n"] == 12  # each test image once
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+
+
+def test_sweep_runs_every_combination_once(weights, small_transfer, tmp_path):
+    spec = {"output_root": str(tmp_path / "cls"), "base_dir": str(REPO / "cls_configs"),
+            "recipes": {"finetune": "demo_cpu.yaml", "linear_probe": "demo_cpu_linear_probe.yaml"},
+            "datasets": {"demo": "_base_/demo_data.yaml"},
+            "checkpoints": {"learned": str(weights), "missing": str(tmp_path / "nowhere.pth")},
+            "seeds": [0], "flags": [*FAST, "--data_path", str(small_transfer), "--epochs", "1"]}
+    runs = expand(spec)
+    assert [r.key for r in runs] == ["finetune/demo/learned/seed0", "finetune/demo/missing/seed0",
+                                     "linear_probe/demo/learned/seed0", "linear_probe/demo/missing/seed0"]
+    status = run_sweep(runs, quiet=True)
+    assert status["finetune/demo/learned/seed0"] == status["linear_probe/demo/learned/seed0"] == "done"
+    assert status["finetune/demo/missing/seed0"] == "failed (exit 2)"  # and the others still ran
+    lp = json.loads((tmp_path / "cls/linear_probe/demo/learned/seed0/metrics.json").read_text())
+    assert lp["mode"] == "linear_probe" and lp["final"]["n"] == 12
+    again = run_sweep(runs, quiet=True)
+    assert again["finetune/demo/learned/seed0"] == "skipped" and again["finetune/demo/missing/seed0"].startswith("failed")
+
+
+# ---- bad input: one clear line on stderr, exit code 2 --------------------------------
+
+def test_resume_with_a_different_number_of_classes(weights, small_transfer, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--config", DEMO, *FAST, "--finetune", weights, "--epochs", "1", "--output_dir", out]
+    run_ok(main, [*common, "--data_path", small_transfer])
+    four = tmp_path / "four"
+    write_transfer(four, TRANSFER_CATEGORIES[:4], train_per_class=12, test_per_class=2, size=64, seed=1)
+    before = (out / "checkpoint-last.pth").read_bytes()
+    fails([*common, "--data_path", four, "--resume", "auto"], capsys,
+          "--resume", "checkpoint's classifier has 6 classes", "has 4")
+    assert (out / "checkpoint-last.pth").read_bytes() == before
+    fails(["--config", DEMO, *FAST, "--finetune", weights, "--output_dir", tmp_path / "other",
+           "--data_path", small_transfer, "--num_classes", "10"], capsys, "--num_classes 10", "has 6 classes")
+
+
+def test_checkpoint_of_another_architecture(weights, small_transfer, tmp_path, capsys):
+    common = ["--config", DEMO, *FAST, "--data_path", small_transfer, "--output_dir", tmp_path / "o"]
+    fails([*common, "--finetune", weights, "--model", "convnext_femto"], capsys,
+          str(weights), "pretrained as 'vit_tiny'", "'convnext_femto'")
+    # The paper's release format carries no meta: the key check names what is missing.
+    bare = tmp_path / "paper_format.pth"
+    torch.save({"model": torch.load(weights, weights_only=True)["model"]}, bare)
+    fails([*common, "--finetune", bare], capsys, "--model", "records no architecture")
+    fails([*common, "--finetune", bare, "--model", "convnext_femto"], capsys,
+          str(bare), "does not match ConvNeXt", "backbone keys missing from the file: stages.0.")
+
+
+def test_missing_checkpoint_and_data(weights, tmp_path, capsys):
+    common = ["--config", DEMO, *FAST, "--output_dir", tmp_path / "o"]
+    fails([*common, "--data_path", tmp_path], capsys, "--finetune")
+    fails([*common, "--data_path", tmp_path, "--finetune", tmp_path / "nope.pth"], capsys,
+          str(tmp_path / "nope.pth"), "does not exist")
+    fails([*common, "--data_path", tmp_path / "nowhere", "--finetune", weights], capsys,
+          "--data_path", str(tmp_path / "nowhere" / "train"))
+
+
+def test_linear_probe_refuses_drop_rates(tmp_path, capsys):
+    fails(["--config", PROBE, "--drop_path", "0.1", "--output_dir", tmp_path], capsys,
+          "--linear_probe", "--drop_path 0.1")
