@@ -35,3 +35,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_and_kill(module: str, argv, ready, timeout: float = 240) -> None:
+    """Run ``python -m module argv`` and SIGKILL it as soon as ``ready()`` holds
+    (polled); fails the test if the run ends first or ``ready`` never holds."""
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+    proc = subprocess.Popen([sys.executable, "-m", module, *map(str, argv)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"nothing to kill the run at within {timeout}s")
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no chance to clean up, as after a crash
+    proc.wait()

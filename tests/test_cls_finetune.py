@@ -4,8 +4,6 @@ never saw), resume, DDP, the sweep runner and bad input."""
 import json
 import os
 import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ from backbones.checkpoint import file_sha256
 from cls_finetune.main import main
 from cls_finetune.sweep import expand, run_sweep
 from demo_data import TRANSFER_CATEGORIES, write_transfer
-from helpers import REPO, assert_fails_with, free_port, read_jsonl, run_ok
+from helpers import REPO, assert_fails_with, free_port, read_jsonl, run_ok, start_and_kill
 
 DEMO = REPO / "cls_configs/demo_cpu.yaml"
 PROBE = REPO / "cls_configs/demo_cpu_linear_probe.yaml"
@@ -130,20 +128,8 @@ def test_killed_run_resumes_to_the_same_weights(weights, small_transfer, tmp_pat
     ref = tmp_path / "ref"
     run_ok(main, [*common, "--output_dir", ref])
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "cls_finetune", *map(str, common), "--output_dir", str(out)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill once the first checkpoint (update 4, mid-epoch) is written
-        if (out / "checkpoint-last.pth").is_file():
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("no mid-epoch checkpoint appeared")
-    proc.kill()
-    proc.wait()
+    # Killed once the first checkpoint (update 4, mid-epoch) is written.
+    start_and_kill("cls_finetune", [*common, "--output_dir", out], (out / "checkpoint-last.pth").is_file)
     assert not (out / "metrics.json").exists()
     run_ok(main, [*common, "--output_dir", out, "--resume", "auto"])
     a = torch.load(out / "weights.pth", weights_only=True)["model"]

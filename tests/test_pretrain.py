@@ -1,10 +1,7 @@
 """Pretraining end to end on generated ImageNet-style folders, on the CPU."""
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -13,7 +10,7 @@ from demo_data import write_imagenet
 from pretrain.main import main
 
 import helpers
-from helpers import REPO, TINY, free_port, read_jsonl
+from helpers import REPO, TINY, free_port, read_jsonl, start_and_kill
 
 
 @pytest.fixture(scope="session")
@@ -72,23 +69,13 @@ def test_killed_mid_epoch_run_resumes_exactly(small_imagenet, tmp_path):
     run([*common, "--output_dir", ref])
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "pretrain", *map(str, common), "--output_dir", str(out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    # Kill once a mid-epoch checkpoint (update 8, inside epoch 1) exists and training went past it.
-    while time.time() < deadline:
-        if (out / "log_iter.jsonl").is_file() and len(read_jsonl(out / "log_iter.jsonl")) >= 10:
-            ckpt = out / "checkpoint-last.pth"
-            if ckpt.is_file() and torch.load(ckpt, weights_only=True)["next_step"] == 8:
-                break
-        if proc.poll() is not None:
-            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("no mid-epoch checkpoint appeared")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+
+    def past_mid_epoch_checkpoint() -> bool:  # update 8, inside epoch 1, and training went past it
+        ckpt = out / "checkpoint-last.pth"
+        return ((out / "log_iter.jsonl").is_file() and len(read_jsonl(out / "log_iter.jsonl")) >= 10
+                and ckpt.is_file() and torch.load(ckpt, weights_only=True)["next_step"] == 8)
+
+    start_and_kill("pretrain", [*common, "--output_dir", out], past_mid_epoch_checkpoint)
     assert not (out / "metrics.json").exists()
 
     run([*common, "--output_dir", out, "--resume", "auto"])
