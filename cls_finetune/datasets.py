@@ -98,8 +98,9 @@ DATASETS: Dict[str, DatasetSpec] = {s.name: s for s in [
                  "oxford-iiit-pet/annotations/test.txt"),
                 "https://www.robots.ox.ac.uk/~vgg/data/pets/ (images.tar.gz and annotations.tar.gz unpacked)"),
     DatasetSpec("stl10", _split_kw(tvd.STL10, _STL10_NO_MD5), ("train",), "test",
+                # torchvision asks for the unlabeled part even to read the labelled ones
                 tuple(f"stl10_binary/{f}" for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin",
-                                                    "class_names.txt")),
+                                                    "unlabeled_X.bin", "class_names.txt")),
                 "https://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz (unpacked)"),
     DatasetSpec("food101", _split_kw(tvd.Food101), ("train",), "test",
                 ("food-101/images/", "food-101/meta/train.json", "food-101/meta/test.json"),

@@ -1,0 +1,108 @@
+"""Every transfer dataset loads through torchvision's own class from a tiny
+fixture written in that dataset's real on-disk format (tests/tv_fixtures.py),
+and a dataset that is not there, or not intact, stops with one clear line."""
+import shutil
+
+import pytest
+import torch
+from torchvision import transforms
+
+from cls_finetune.datasets import DATASETS, build_splits
+from cls_finetune.main import main
+from helpers import REPO, assert_fails_with
+from pretrain.data import DataError
+from tv_fixtures import WRITERS
+
+TF = transforms.Compose([transforms.Resize((24, 24)), transforms.ToTensor()])
+MD5_CHECKED = {"cifar10", "cifar100", "flowers102", "stl10"}  # torchvision verifies these files' sums
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tv")
+    return {name: (root / name, write(root / name, num_classes=3, train_per_class=4, test_per_class=2, seed=i))
+            for i, (name, write) in enumerate(WRITERS.items())}
+
+
+def test_the_fixtures_cover_every_dataset():
+    assert set(WRITERS) == set(DATASETS)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_loads_through_the_torchvision_class(name, fixtures):
+    root, info = fixtures[name]
+    splits = build_splits(name, root, TF, TF, check_md5=name not in MD5_CHECKED)
+    assert splits.classes == info["classes"]
+    # Flowers-102 and DTD train on train + val; the others on their training split.
+    assert len(splits.train) == info["train"] + info.get("val", 0) if name in ("flowers102", "dtd") \
+        else len(splits.train) == info["train"]
+    assert len(splits.test) == info["test"]
+    for part in (splits.train, splits.test):
+        labels = set()
+        for i in range(len(part)):
+            image, label = part[i]
+            assert isinstance(image, torch.Tensor) and image.shape == (3, 24, 24)
+            labels.add(int(label))
+        assert labels == set(range(info["num_classes"]))  # every class in every split, labels from 0
+
+
+@pytest.mark.parametrize("name", sorted(MD5_CHECKED))
+def test_md5_mismatch_is_named_and_can_be_skipped(name, fixtures):
+    root, _ = fixtures[name]
+    with pytest.raises(DataError, match="--check_md5 false"):
+        build_splits(name, root, TF, TF, check_md5=True)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_missing_dataset_names_the_expected_files(name, tmp_path):
+    with pytest.raises(DataError) as err:
+        build_splits(name, tmp_path, TF, TF)
+    msg = str(err.value)
+    assert str(tmp_path) in msg and DATASETS[name].expected[0] in msg and "never downloads" in msg
+
+
+def test_a_partly_copied_dataset_names_what_is_missing(fixtures, tmp_path):
+    root, _ = fixtures["food101"]
+    copy = tmp_path / "food"
+    shutil.copytree(root, copy)
+    (copy / "food-101/meta/test.json").unlink()
+    with pytest.raises(DataError, match="missing food-101/meta/test.json"):
+        build_splits("food101", copy, TF, TF)
+
+
+def test_corrupt_image_is_named(fixtures, tmp_path):
+    root, _ = fixtures["flowers102"]
+    copy = tmp_path / "flowers"
+    shutil.copytree(root, copy)
+    victim = sorted((copy / "flowers-102/jpg").iterdir())[0]
+    victim.write_bytes(b"not a jpeg")
+    splits = build_splits("flowers102", copy, TF, TF, check_md5=False)
+    with pytest.raises(DataError, match=f"corrupt or unreadable image {victim}"):
+        for i in range(len(splits.train)):
+            splits.train[i]
+        for i in range(len(splits.test)):
+            splits.test[i]
+
+
+def test_missing_dataset_is_one_line_from_the_command(tmp_path, capsys):
+    assert_fails_with(main, ["--model", "vit_tiny", "--finetune", "x.pth", "--dataset", "pets",
+                             "--data_path", tmp_path, "--output_dir", tmp_path / "out", "--input_size", "32",
+                             "--model_kwargs", "{depth: 1}"], capsys,
+                      "pets not found", "oxford-iiit-pet/images/", "robots.ox.ac.uk")
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_one_epoch_through_the_command(name, fixtures, learned_pretraining, tmp_path):
+    import json
+    root, info = fixtures[name]
+    out = tmp_path / name
+    argv = ["--config", REPO / "cls_configs/demo_cpu.yaml", "--dataset", name, "--data_path", root,
+            "--check_md5", "false", "--finetune", learned_pretraining / "weights.pth", "--input_size", "32",
+            "--batch_size", "4", "--epochs", "1", "--num_workers", "0", "--tensorboard", "false",
+            "--output_dir", out]
+    assert main([str(a) for a in argv]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == name and metrics["final"]["n"] == info["test"]
+    assert ("top5" in metrics["final"]) == (len(info["classes"]) > 5)
+    record = json.loads((out / "run.json").read_text())
+    assert record["classes"] == info["classes"] and record["test_images"] == info["test"]
