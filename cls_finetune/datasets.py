@@ -111,6 +111,7 @@ DATASETS: Dict[str, DatasetSpec] = {s.name: s for s in [
                 "https://www.robots.ox.ac.uk/~vgg/data/dtd/ (dtd-r1.0.1.tar.gz unpacked into <root>/dtd/)"),
 ]}
 CHOICES = tuple(DATASETS) + ("imagefolder",)
+MD5_CHECKED = ("cifar10", "cifar100", "flowers102", "stl10")  # torchvision verifies these files' sums
 
 
 class NamedErrors(Dataset):
@@ -129,7 +130,7 @@ class NamedErrors(Dataset):
     def __getitem__(self, index: int):
         try:
             return self.base[index]
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:  # what PIL raises for bad files
             files = getattr(self.base, "_image_files", None) or getattr(self.base, "_images", None)
             where = f"image {files[index]}" if files is not None else f"sample {index}"
             raise DataError(f"{self.name}: corrupt or unreadable {where}: {exc}") from None
@@ -154,19 +155,25 @@ def _construct(spec: DatasetSpec, root: Path, split: str, transform, check_md5: 
     try:
         return spec.make(str(root), split, transform, check_md5)
     except RuntimeError as exc:
-        if "corrupted" in str(exc) or "not found" in str(exc).lower():
+        if "corrupted" not in str(exc) and "not found" not in str(exc).lower():
+            raise
+        if spec.name in MD5_CHECKED and check_md5:
             raise DataError(f"--data_path {root}: torchvision rejects the {spec.name} files ({exc}); "
                             "they are all present, so their md5 sums differ from the official archive's: "
                             "pass --check_md5 false to load a re-packed copy") from None
-        raise
+        raise DataError(f"--data_path {root}: torchvision does not find {spec.name} split {split!r} "
+                        f"({exc}); expected {', '.join(spec.expected)} from {spec.source}") from None
 
 
 def build_splits(name: str, root, train_transform, test_transform, *, check_md5: bool = True) -> TransferSplits:
     """Training and official test split of dataset ``name`` at ``root``."""
     root = Path(root)
     if name == "imagefolder":
-        test_dir = root / "test" if (root / "test").is_dir() else root / "val"
         classes = check_image_folder(root / "train")
+        test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+        if test_dir is None:
+            raise DataError(f"--data_path {root}: no test/ (or val/) folder beside train/ "
+                            f"(expected {root}/test/<class>/<image>)")
         check_image_folder(test_dir)
         train, test = SafeImageFolder(root / "train", train_transform), SafeImageFolder(test_dir, test_transform)
         if train.classes != test.classes:

@@ -7,14 +7,13 @@ import pytest
 import torch
 from torchvision import transforms
 
-from cls_finetune.datasets import DATASETS, build_splits
+from cls_finetune.datasets import DATASETS, MD5_CHECKED, build_splits
 from cls_finetune.main import main
 from helpers import REPO, assert_fails_with
 from pretrain.data import DataError
 from tv_fixtures import WRITERS
 
 TF = transforms.Compose([transforms.Resize((24, 24)), transforms.ToTensor()])
-MD5_CHECKED = {"cifar10", "cifar100", "flowers102", "stl10"}  # torchvision verifies these files' sums
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +105,14 @@ def test_one_epoch_through_the_command(name, fixtures, learned_pretraining, tmp_
     assert ("top5" in metrics["final"]) == (len(info["classes"]) > 5)
     record = json.loads((out / "run.json").read_text())
     assert record["classes"] == info["classes"] and record["test_images"] == info["test"]
+
+
+def test_imagefolder_needs_a_test_or_val_split(tmp_path):
+    from demo_data import write_transfer
+    write_transfer(tmp_path, train_per_class=2, test_per_class=1, size=32, seed=0)
+    shutil.move(tmp_path / "test", tmp_path / "val")  # val/ is accepted in place of test/
+    splits = build_splits("imagefolder", tmp_path, TF, TF)
+    assert len(splits.test) == 6 and "train / val" in splits.description
+    shutil.rmtree(tmp_path / "val")
+    with pytest.raises(DataError, match="no test/ \\(or val/\\) folder"):
+        build_splits("imagefolder", tmp_path, TF, TF)
