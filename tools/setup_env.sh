@@ -93,7 +93,7 @@ else
     MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$jobs" \
       "${PIP[@]}" wheel -v --no-build-isolation --no-deps "$src" -w "$WHEEL_DIR" 2>&1 \
       | tee "$log" | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]' \
-      | awk '{ printf "[setup] mmcv compile %s  (%s)\n", $1, strftime("%H:%M:%S"); fflush() }'
+      | while read -r step; do say "mmcv compile $step  ($(date +%H:%M:%S))"; done  # (mawk would buffer)
     status="${PIPESTATUS[0]}"
     set -e
     MMCV_WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
