@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["CheckpointError", "read_checkpoint", "split_checkpoint", "to_timm_layout",
+__all__ = ["CheckpointError", "read_checkpoint", "split_checkpoint", "run_meta", "to_timm_layout",
            "load_pretrained", "file_sha256", "provenance", "LoadReport", "EXPORT_FORMAT"]
 
 EXPORT_FORMAT = "dropout-transfer/weights-v1"
@@ -58,9 +58,32 @@ def read_checkpoint(path) -> dict:
     return obj
 
 
+def run_meta(args: dict, method: str) -> dict:
+    """What weights record of the run that trained them: architecture and drop
+    method. Part of an export's ``meta``, and read back from a training
+    checkpoint's ``args``, so fine-tuning from ``checkpoint-best.pth`` records it too."""
+    keys = ("input_size", "model_kwargs", "dropout", "drop_path", "drop_mode", "drop_schedule", "cutoff_epoch",
+            "epochs", "seed")
+    return {"arch": args.get("model"), **{k: args.get(k) for k in keys}, "method": method}
+
+
+def _training_checkpoint_meta(obj: dict) -> dict:
+    from .drop_schedule import DropPlan
+    args = obj["args"]
+    try:
+        method = DropPlan.build(dropout=args["dropout"], drop_path=args["drop_path"], drop_mode=args["drop_mode"],
+                                drop_schedule=args["drop_schedule"], cutoff_epoch=args["cutoff_epoch"],
+                                epochs=args["epochs"], iters_per_epoch=obj["iters_per_epoch"]).describe()
+    except (KeyError, TypeError, ValueError):  # args of another program: record what is there
+        method = "unknown (training checkpoint without a readable drop schedule)"
+    return {"kind": obj.get("kind"), **run_meta(args, method), "next_step": obj.get("next_step")}
+
+
 def split_checkpoint(obj: dict, path="<checkpoint>") -> Tuple[Dict[str, torch.Tensor], dict]:
     """(state dict, meta) from any supported format."""
     meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
+    if not meta and isinstance(obj.get("args"), dict) and "iters_per_epoch" in obj:
+        meta = _training_checkpoint_meta(obj)  # this suite's checkpoint-*.pth
     for key in ("model", "state_dict", "module"):
         if isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -89,10 +112,13 @@ def to_timm_layout(sd: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, t
 
 
 def _head_prefixes(model: nn.Module) -> Tuple[str, ...]:
+    """Key prefixes of the classifier only, as timm's ``pretrained_cfg`` names it:
+    ConvNeXt's classifier is ``head.fc`` while its ``head.norm`` is the final
+    LayerNorm of the backbone, which must load like any other backbone weight."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     classifier = cfg.get("classifier", "head")
     names = classifier if isinstance(classifier, (list, tuple)) else [classifier]
-    return tuple(f"{n}." for n in names) + ("head.", "head_drop.")
+    return tuple(f"{n}." for n in names)
 
 
 @dataclass
