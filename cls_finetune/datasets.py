@@ -22,7 +22,9 @@ CIFAR-10/100, Flowers-102 and STL-10 verify md5 sums of their files in
 torchvision. ``check_md5=False`` (flag ``--check_md5 false``) loads them through
 subclasses whose file lists carry no sums, so only the files' presence is
 checked: for a re-packed copy, and for the tests' tiny fixtures in the real
-format. Pets, Food-101, DTD and ImageFolder have no sums to check.
+format. Pets, Food-101, DTD and ImageFolder have no sums to check. The sums are
+verified once per process: torchvision's first construction checks every file
+of the dataset, so the other splits are built by the presence-checked classes.
 """
 from __future__ import annotations
 
@@ -49,23 +51,27 @@ class DatasetSpec:
     source: str                            # where to get it
 
 
-def _without_md5(cls, **lists):
-    """A subclass of ``cls`` whose md5 entries are None (presence is still checked)."""
-    return type(f"{cls.__name__}PresenceChecked", (cls,), lists)
+def _presence_checked(cls, **lists):
+    """A subclass of ``cls`` whose md5 entries are None, so torchvision checks only
+    that the files exist. Its name is the module attribute it is bound to below,
+    so that DataLoader workers started by spawn or forkserver can unpickle it."""
+    return type(f"{cls.__name__}PresenceChecked", (cls,), {**lists, "__module__": __name__})
 
 
 def _no_sums(files):
     return [[name, None] for name, _ in files]
 
 
-_CIFAR10_NO_MD5 = _without_md5(tvd.CIFAR10, train_list=_no_sums(tvd.CIFAR10.train_list),
-                               test_list=_no_sums(tvd.CIFAR10.test_list), meta={**tvd.CIFAR10.meta, "md5": None})
-_CIFAR100_NO_MD5 = _without_md5(tvd.CIFAR100, train_list=_no_sums(tvd.CIFAR100.train_list),
-                                test_list=_no_sums(tvd.CIFAR100.test_list), meta={**tvd.CIFAR100.meta, "md5": None})
-_STL10_NO_MD5 = _without_md5(tvd.STL10, train_list=_no_sums(tvd.STL10.train_list),
-                             test_list=_no_sums(tvd.STL10.test_list))
-_FLOWERS_NO_MD5 = _without_md5(tvd.Flowers102, _file_dict={k: (f, None) for k, (f, _) in
-                                                           tvd.Flowers102._file_dict.items()})
+CIFAR10PresenceChecked = _presence_checked(
+    tvd.CIFAR10, train_list=_no_sums(tvd.CIFAR10.train_list), test_list=_no_sums(tvd.CIFAR10.test_list),
+    meta={**tvd.CIFAR10.meta, "md5": None})
+CIFAR100PresenceChecked = _presence_checked(
+    tvd.CIFAR100, train_list=_no_sums(tvd.CIFAR100.train_list), test_list=_no_sums(tvd.CIFAR100.test_list),
+    meta={**tvd.CIFAR100.meta, "md5": None})
+STL10PresenceChecked = _presence_checked(
+    tvd.STL10, train_list=_no_sums(tvd.STL10.train_list), test_list=_no_sums(tvd.STL10.test_list))
+Flowers102PresenceChecked = _presence_checked(
+    tvd.Flowers102, _file_dict={k: (f, None) for k, (f, _) in tvd.Flowers102._file_dict.items()})
 
 
 def _cifar(cls, cls_no_md5):
@@ -83,21 +89,23 @@ def _split_kw(cls, cls_no_md5=None, **fixed):
 
 
 DATASETS: Dict[str, DatasetSpec] = {s.name: s for s in [
-    DatasetSpec("cifar10", _cifar(tvd.CIFAR10, _CIFAR10_NO_MD5), ("train",), "test",
+    DatasetSpec("cifar10", _cifar(tvd.CIFAR10, CIFAR10PresenceChecked), ("train",), "test",
                 tuple(f"cifar-10-batches-py/{f}" for f in
                       [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]),
                 "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (unpacked)"),
-    DatasetSpec("cifar100", _cifar(tvd.CIFAR100, _CIFAR100_NO_MD5), ("train",), "test",
+    DatasetSpec("cifar100", _cifar(tvd.CIFAR100, CIFAR100PresenceChecked), ("train",), "test",
                 ("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (unpacked)"),
-    DatasetSpec("flowers102", _split_kw(tvd.Flowers102, _FLOWERS_NO_MD5), ("train", "val"), "test",
+    DatasetSpec("flowers102", _split_kw(tvd.Flowers102, Flowers102PresenceChecked), ("train", "val"), "test",
                 ("flowers-102/jpg/", "flowers-102/imagelabels.mat", "flowers-102/setid.mat"),
-                "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ (102flowers.tgz unpacked, and the two .mat files)"),
+                "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ (102flowers.tgz unpacked into <root>/flowers-102/, "
+                "beside imagelabels.mat and setid.mat)"),
     DatasetSpec("pets", _split_kw(tvd.OxfordIIITPet, target_types="category"), ("trainval",), "test",
                 ("oxford-iiit-pet/images/", "oxford-iiit-pet/annotations/trainval.txt",
                  "oxford-iiit-pet/annotations/test.txt"),
-                "https://www.robots.ox.ac.uk/~vgg/data/pets/ (images.tar.gz and annotations.tar.gz unpacked)"),
-    DatasetSpec("stl10", _split_kw(tvd.STL10, _STL10_NO_MD5), ("train",), "test",
+                "https://www.robots.ox.ac.uk/~vgg/data/pets/ (images.tar.gz and annotations.tar.gz unpacked "
+                "into <root>/oxford-iiit-pet/)"),
+    DatasetSpec("stl10", _split_kw(tvd.STL10, STL10PresenceChecked), ("train",), "test",
                 # torchvision asks for the unlabeled part even to read the labelled ones
                 tuple(f"stl10_binary/{f}" for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin",
                                                     "unlabeled_X.bin", "class_names.txt")),
@@ -148,21 +156,23 @@ def _check_present(spec: DatasetSpec, root: Path) -> None:
     missing = [p for p in spec.expected if not ((root / p).is_dir() if p.endswith("/") else (root / p).is_file())]
     if missing:
         raise DataError(f"--data_path {root}: {spec.name} not found, missing {', '.join(missing)} (the layout "
-                        f"torchvision.datasets reads; get {spec.source} into {root}; this suite never downloads)")
+                        f"torchvision.datasets reads; get {spec.source}; this suite never downloads)")
 
 
 def _construct(spec: DatasetSpec, root: Path, split: str, transform, check_md5: bool) -> Dataset:
     try:
         return spec.make(str(root), split, transform, check_md5)
-    except RuntimeError as exc:
-        if "corrupted" not in str(exc) and "not found" not in str(exc).lower():
-            raise
-        if spec.name in MD5_CHECKED and check_md5:
-            raise DataError(f"--data_path {root}: torchvision rejects the {spec.name} files ({exc}); "
+    # torchvision reading the dataset's own files (pickles, .mat, .bin, json and text lists): every
+    # way a damaged or foreign file fails there is a data error, reported with what it said.
+    except Exception as exc:
+        said = (str(exc).strip().splitlines() or [""])[0]
+        if isinstance(exc, RuntimeError) and "corrupted" in said and check_md5 and spec.name in MD5_CHECKED:
+            raise DataError(f"--data_path {root}: torchvision rejects the {spec.name} files ({said}); "
                             "they are all present, so their md5 sums differ from the official archive's: "
                             "pass --check_md5 false to load a re-packed copy") from None
-        raise DataError(f"--data_path {root}: torchvision does not find {spec.name} split {split!r} "
-                        f"({exc}); expected {', '.join(spec.expected)} from {spec.source}") from None
+        raise DataError(f"--data_path {root}: torchvision cannot read {spec.name} split {split!r} "
+                        f"({type(exc).__name__}: {said}); expected intact {', '.join(spec.expected)} "
+                        f"from {spec.source}") from None
 
 
 def build_splits(name: str, root, train_transform, test_transform, *, check_md5: bool = True) -> TransferSplits:
@@ -188,8 +198,12 @@ def build_splits(name: str, root, train_transform, test_transform, *, check_md5:
         raise DataError(f"--data_path {root}: no such directory (for {name}: {root}/{spec.expected[0]}, ...; "
                         f"get {spec.source})")
     _check_present(spec, root)
-    parts = [NamedErrors(_construct(spec, root, s, train_transform, check_md5), name) for s in spec.train_splits]
-    test = NamedErrors(_construct(spec, root, spec.test_split, test_transform, check_md5), name)
+    parts = []
+    for split in spec.train_splits + (spec.test_split,):
+        transform = test_transform if split == spec.test_split else train_transform
+        parts.append(NamedErrors(_construct(spec, root, split, transform, check_md5), name))
+        check_md5 = False  # torchvision's first construction verified every file of the dataset
+    *parts, test = parts
     classes = parts[0].classes
     for split, part in zip(spec.train_splits[1:] + (spec.test_split,), parts[1:] + [test]):
         if part.classes != classes:

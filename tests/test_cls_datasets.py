@@ -1,17 +1,20 @@
 """Every transfer dataset loads through torchvision's own class from a tiny
 fixture written in that dataset's real on-disk format (tests/tv_fixtures.py),
 and a dataset that is not there, or not intact, stops with one clear line."""
+import pickle
 import shutil
 
 import pytest
 import torch
+import torchvision.datasets as tvd
 from torchvision import transforms
+from torchvision.datasets.utils import calculate_md5
 
 from cls_finetune.datasets import DATASETS, MD5_CHECKED, build_splits
 from cls_finetune.main import main
 from helpers import REPO, assert_fails_with
 from pretrain.data import DataError
-from tv_fixtures import WRITERS
+from tv_fixtures import WRITERS, palette
 
 TF = transforms.Compose([transforms.Resize((24, 24)), transforms.ToTensor()])
 
@@ -36,12 +39,17 @@ def test_loads_through_the_torchvision_class(name, fixtures):
     assert len(splits.train) == info["train"] + info.get("val", 0) if name in ("flowers102", "dtd") \
         else len(splits.train) == info["train"]
     assert len(splits.test) == info["test"]
+    colours = torch.tensor(palette(info["num_classes"]), dtype=torch.float32) / 255
     for part in (splits.train, splits.test):
         labels = set()
         for i in range(len(part)):
             image, label = part[i]
             assert isinstance(image, torch.Tensor) and image.shape == (3, 24, 24)
             labels.add(int(label))
+            # The image is the one written for this label, upright and in RGB order.
+            assert image[:, :4].mean() > 0.9, (name, i)
+            torch.testing.assert_close(image[:, 10:].mean(dim=(1, 2)), colours[label], atol=0.05, rtol=0,
+                                       msg=f"{name} sample {i}")
         assert labels == set(range(info["num_classes"]))  # every class in every split, labels from 0
 
 
@@ -50,6 +58,61 @@ def test_md5_mismatch_is_named_and_can_be_skipped(name, fixtures):
     root, _ = fixtures[name]
     with pytest.raises(DataError, match="--check_md5 false"):
         build_splits(name, root, TF, TF, check_md5=True)
+
+
+def _sums_of(folder, files):
+    return [[f, calculate_md5(folder / f)] for f, _ in files]
+
+
+@pytest.mark.parametrize("name", sorted(MD5_CHECKED))
+def test_md5_checked_classes_accept_files_whose_sums_match(name, fixtures, monkeypatch):
+    """The plain torchvision classes (md5 verified) load the fixtures once their
+    file lists carry the fixtures' own sums, as they do the official archives'."""
+    root, info = fixtures[name]
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "stl10": tvd.STL10, "flowers102": tvd.Flowers102}[name]
+    if name == "flowers102":
+        folder = root / "flowers-102"
+        monkeypatch.setattr(cls, "_file_dict", {k: (f, calculate_md5(folder / f) if (folder / f).is_file() else None)
+                                                for k, (f, _) in cls._file_dict.items()})
+    else:
+        folder = root / cls.base_folder
+        monkeypatch.setattr(cls, "train_list", _sums_of(folder, cls.train_list))
+        monkeypatch.setattr(cls, "test_list", _sums_of(folder, cls.test_list))
+        if hasattr(cls, "meta"):
+            monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": calculate_md5(folder / cls.meta["filename"])})
+    verified = []
+    real_check = tvd.utils.check_md5
+    monkeypatch.setattr(tvd.utils, "check_md5", lambda *a, **k: verified.append(a[0]) or real_check(*a, **k))
+    splits = build_splits(name, root, TF, TF, check_md5=True)
+    assert len(splits.test) == info["test"] and splits.classes == info["classes"]
+    assert verified and len(verified) == len(set(verified))  # every file verified, and only once
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_datasets_pickle_for_spawned_loader_workers(name, fixtures):
+    root, info = fixtures[name]
+    splits = build_splits(name, root, TF, TF, check_md5=False)
+    copy = pickle.loads(pickle.dumps(splits.train))  # what spawn / forkserver workers receive
+    assert len(copy) == len(splits.train)
+    torch.testing.assert_close(copy[0][0], splits.train[0][0])
+
+
+@pytest.mark.parametrize("name, damage, said", [
+    ("food101", lambda r: (r / "food-101/meta/train.json").write_text('{"apple_pie": ['), "JSONDecodeError"),
+    ("pets", lambda r: (r / "oxford-iiit-pet/annotations/test.txt").write_text("Abyssinian_1\n"), "ValueError"),
+    ("cifar10", lambda r: (r / "cifar-10-batches-py/data_batch_3").write_bytes(b"\x80\x04"), "Error"),
+    ("flowers102", lambda r: (r / "flowers-102/setid.mat").write_bytes(b"MATLAB 5.0 but not really"), "Error"),
+])
+def test_damaged_index_files_give_one_clear_error(name, damage, said, fixtures, tmp_path):
+    root, _ = fixtures[name]
+    copy = tmp_path / name
+    shutil.copytree(root, copy)
+    damage(copy)
+    with pytest.raises(DataError) as err:
+        build_splits(name, copy, TF, TF, check_md5=False)
+    msg = str(err.value)
+    assert f"torchvision cannot read {name}" in msg and said in msg and str(copy) in msg
+    assert len(msg.splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

@@ -5,7 +5,8 @@ Each writer takes the ``root`` one passes to the torchvision class and returns
 ``{"root", "num_classes", "train", "test", "classes"}`` (+ ``"val"`` where the
 dataset has that split): ``num_classes`` classes with images in every split,
 ``classes`` as torchvision will report them. Images are a class colour plus
-noise, so a classifier could tell the classes apart. CIFAR's, Flowers-102's and
+noise under a white top band (``palette``), so a test can check what the class
+decodes and a classifier can tell the classes apart. CIFAR's, Flowers-102's and
 STL-10's md5 sums cannot match these files: load them with ``check_md5=False``.
 """
 from __future__ import annotations
@@ -31,12 +32,19 @@ FOOD101_NAMES = ["apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "be
 DTD_NAMES = ["banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked"]
 
 
+def palette(n_classes: int) -> np.ndarray:
+    """The colour of class k (RGB, 30..225 per channel)."""
+    return np.random.default_rng(1234).integers(30, 226, size=(max(n_classes, 1), 3))
+
+
 def _images(n_classes: int, per_class: int, size: int, rng: np.random.Generator):
-    """(uint8 HxWx3 images, labels): class k is a fixed colour plus noise."""
-    palette = np.random.default_rng(1234).integers(30, 226, size=(max(n_classes, 1), 3))
+    """(uint8 HxWx3 images, labels): class k is its colour plus noise, under a
+    white band over the top quarter, so a reader that swaps channels, mixes up
+    labels or transposes the image gets caught."""
     labels = np.repeat(np.arange(n_classes), per_class)
     noise = rng.integers(-25, 26, size=(len(labels), size, size, 3))
-    images = np.clip(palette[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    images = np.clip(palette(n_classes)[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    images[:, : size // 4] = 255
     return images, labels
 
 
