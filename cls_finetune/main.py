@@ -31,17 +31,22 @@ __all__ = ["FinetuneRun", "run", "main"]
 
 
 def resolve_model(args) -> None:
-    """Fill ``--model`` (and ``--model_kwargs`` when not given) from the starting
-    checkpoint's meta, or from the run being resumed."""
-    if args.model:
+    """Fill ``--model`` from the starting checkpoint's meta (or from the run being
+    resumed), and ``--model_kwargs``, when not given, from the same place as long
+    as it records the same architecture (a depth-4 ViT-T export builds a depth-4 ViT-T)."""
+    if args.model and args.model_kwargs:
         return
     if args.finetune:
         _, meta = split_checkpoint(read_checkpoint(args.finetune), args.finetune)
-        if not meta.get("arch"):
+        arch = meta.get("arch")
+        if not args.model and not arch:
             raise ConfigError(f"--model: not given, and --finetune {args.finetune} records no architecture "
                               "(e.g. the paper's release format): pass --model, e.g. --model vit_base")
-        args.model = meta["arch"]
-        args.model_kwargs = args.model_kwargs or dict(meta.get("model_kwargs") or {})
+        args.model = args.model or arch
+        if arch == args.model and not args.model_kwargs:
+            args.model_kwargs = dict(meta.get("model_kwargs") or {})
+        return
+    if args.model:
         return
     resume = latest_checkpoint(Path(args.output_dir)) if args.resume == "auto" else args.resume
     if resume:

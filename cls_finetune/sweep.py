@@ -15,12 +15,17 @@ Sweep file (YAML)::
 Runs go one after another, each with ``--nproc`` processes (torchrun when
 more than one). A run whose ``metrics.json`` exists is skipped and an
 interrupted one resumes (``--resume auto``), so rerunning the command
-continues a sweep. A failed run does not stop the others; the exit code is 1
-if any failed.
+continues a sweep. A finished run whose checkpoint has changed since (its
+sha256 differs from the one in ``metrics.json``, e.g. after a pretraining
+rerun) is reported as stale and left as it is; an interrupted one refuses to
+resume from other weights. A failed run does not stop the others; the exit
+code is 1 if any failed or is stale.
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import subprocess
 import sys
 import time
@@ -30,6 +35,7 @@ from typing import List, Optional
 
 import yaml
 
+from backbones.checkpoint import file_sha256
 from pretrain.config import ConfigError
 
 __all__ = ["SweepRun", "expand", "load_sweep", "run_sweep"]
@@ -40,17 +46,27 @@ class SweepRun:
     key: str                  # "<recipe>/<dataset>/<checkpoint>/seed<k>"
     output_dir: Path
     argv: List[str]           # cls_finetune flags
+    checkpoint: Path          # the pretrained weights it starts from
 
     @property
     def finished(self) -> bool:
         return (self.output_dir / "metrics.json").is_file()
+
+    def started_from(self) -> Optional[str]:
+        """sha256 of the weights the finished run started from."""
+        return json.loads((self.output_dir / "metrics.json").read_text()).get("pretrain_sha256")
 
 
 def load_sweep(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"sweep file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"sweep file {path} must be a mapping (output_root, recipes, datasets, ...)")
     spec["base_dir"] = str(path.parent)
     return spec
 
@@ -64,6 +80,9 @@ def expand(spec: dict) -> List[SweepRun]:
     for key in ("recipes", "datasets", "checkpoints", "seeds"):
         if not spec.get(key):
             raise ConfigError(f"sweep: '{key}' is missing or empty")
+        wanted = list if key == "seeds" else dict
+        if not isinstance(spec[key], wanted):
+            raise ConfigError(f"sweep: '{key}' must be a {'list' if wanted is list else 'mapping of name: path'}")
     base = Path(spec.get("base_dir", "."))
     root = Path(spec.get("output_root", "output/cls"))
     flags = [str(f) for f in spec.get("flags", [])]
@@ -77,7 +96,7 @@ def expand(spec: dict) -> List[SweepRun]:
                     out = root / key
                     runs.append(SweepRun(key, out, ["--config", *configs, "--finetune", str(ckpt),
                                                     "--seed", str(seed), "--output_dir", str(out),
-                                                    "--resume", "auto", *flags]))
+                                                    "--resume", "auto", *flags], Path(ckpt)))
     return runs
 
 
@@ -89,11 +108,16 @@ def command(run: SweepRun, nproc: int) -> List[str]:
 
 
 def run_sweep(runs: List[SweepRun], nproc: int = 1, dry_run: bool = False, quiet: bool = False) -> dict:
-    """Run what is not finished; {key: 'done' | 'skipped' | 'failed (exit N)' | 'planned'}."""
+    """Run what is not finished; {key: 'done' | 'skipped' | 'stale: ...' | 'failed (exit N)' | 'planned'}.
+    A finished run whose pretrained weights have changed since is 'stale', not redone:
+    its dir is the record of the old weights, and only the user may delete it."""
     status = {}
+    sha = functools.lru_cache(maxsize=None)(file_sha256)  # each checkpoint hashed once per sweep
     for i, run in enumerate(runs, 1):
         if run.finished:
-            status[run.key] = "skipped"
+            stale = run.checkpoint.is_file() and run.started_from() != sha(run.checkpoint)
+            status[run.key] = (f"stale: {run.checkpoint} changed after this run; delete {run.output_dir} "
+                               "to rerun it") if stale else "skipped"
             continue
         cmd = command(run, nproc)
         print(f"[sweep {i}/{len(runs)}] {run.key}: {' '.join(cmd[1:])}", flush=True)
@@ -124,11 +148,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: no run of {args.sweep} matches --only {args.only!r}", file=sys.stderr)
         return 2
     status = run_sweep(runs, args.nproc, args.dry_run)
-    counts = {s: sum(v == s for v in status.values()) for s in sorted(set(status.values()))}
+    kinds = [v.split(":")[0] for v in status.values()]
+    counts = {s: kinds.count(s) for s in sorted(set(kinds))}
     print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    failed = [k for k, v in status.items() if v.startswith("failed")]
-    for k in failed:
-        print(f"  failed: {k}", file=sys.stderr)
+    failed = [(k, v) for k, v in status.items() if v.startswith(("failed", "stale"))]
+    for k, v in failed:
+        print(f"  {k}: {v}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -8,7 +8,8 @@ accumulation, AMP, DDP), checkpoints, exact resume and the run record are here.
 Output dir (stable; README.md documents every key): ``config.yaml``,
 ``run.json``, ``log_iter.jsonl``, ``log.jsonl``, ``metrics.json``,
 ``checkpoint-last.pth``, ``checkpoint-best.pth``, ``weights.pth``
-(+ ``weights_ema.pth``), ``tensorboard/``; ``metrics_eval.json`` for ``--eval``.
+(+ ``weights_ema.pth``), ``tensorboard/``; ``config_eval.yaml`` and
+``metrics_eval.json`` for ``--eval``.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, Dataset
 
 from backbones import DropPlan, DropSites, create_model_with_drop
-from backbones.checkpoint import EXPORT_FORMAT, CheckpointError, file_sha256
+from backbones.checkpoint import EXPORT_FORMAT, CheckpointError, file_sha256, run_meta
 
 from . import distributed as D
 from .config import ConfigError, save_config
@@ -225,8 +226,9 @@ class TrainingRun:
 
         if args.eval:
             metrics = evaluate(model, data.val_loader, device, amp_dtype)
-            if D.is_main():
+            if D.is_main():  # beside, not over, the record of a training run in the same dir
                 print(json.dumps(metrics))
+                save_config(args, out / "config_eval.yaml")
                 (out / "metrics_eval.json").write_text(json.dumps(
                     {"kind": self.kind, "weights": start_checkpoint, "val": metrics, **self.summary()}, indent=1))
             return metrics
@@ -249,7 +251,8 @@ class TrainingRun:
                 "ema": ema.state_dict() if ema is not None else None,
                 "epoch": next_step_ // iters_per_epoch, "step_in_epoch": next_step_ % iters_per_epoch,
                 "next_step": next_step_, "iters_per_epoch": iters_per_epoch, "num_classes": len(classes),
-                "rng": rngs, "args": dict(vars(args)), "best_top1": best_top1, "start_checkpoint": origin,
+                "rng": rngs, "args": dict(vars(args)), "kind": self.kind, "best_top1": best_top1,
+                "start_checkpoint": origin,
             }, out / name)
 
         hook = self.update_hook(next_step)
@@ -307,12 +310,8 @@ class TrainingRun:
             val = evaluate(model, data.val_loader, device, amp_dtype)
             if ema is not None:
                 ema_val = evaluate(ema.module, data.val_loader, device, amp_dtype)
-        meta = {"format": EXPORT_FORMAT, "kind": self.kind, "arch": args.model,
-                "timm_name": type(model).__name__, "num_classes": len(classes), "input_size": args.input_size,
-                "model_kwargs": args.model_kwargs, "dropout": args.dropout, "drop_path": args.drop_path,
-                "drop_mode": args.drop_mode, "drop_schedule": args.drop_schedule,
-                "cutoff_epoch": args.cutoff_epoch, "method": plan.describe(), "epochs": args.epochs,
-                "seed": args.seed, "top1": val["top1"] if val else None}
+        meta = {"format": EXPORT_FORMAT, "kind": self.kind, **run_meta(vars(args), plan.describe()),
+                "timm_name": type(model).__name__, "num_classes": len(classes), "top1": val["top1"] if val else None}
         metrics = {"kind": self.kind, "model": args.model, "method": plan.describe(), **self.summary(),
                    "epochs": args.epochs, "total_iters": total_iters, "final": val, "best_top1": best_top1,
                    "ema_final": ema_val, "train_loss_last_epoch": train_loss, "wall_time_s": time.time() - t0}
@@ -338,6 +337,16 @@ class TrainingRun:
         if saved_classes is not None and saved_classes != num_classes:
             raise ConfigError(f"--resume {resume}: the checkpoint's classifier has {saved_classes} classes, "
                               f"{self.data.description} has {num_classes}")
+        started = (ckpt.get("start_checkpoint") or {}).get("sha256")
+        if args.finetune and not args.eval:  # a rerun after its starting weights changed must not mix the two
+            if not Path(args.finetune).is_file():
+                raise CheckpointError(f"--finetune {args.finetune} does not exist (resuming {resume}, which "
+                                      "records the weights it started from; omit --finetune to continue it)")
+            if file_sha256(args.finetune) != started:
+                recorded = f"weights with sha256 {started[:12]}..." if started else "no weights (from scratch)"
+                raise ConfigError(f"--resume {resume}: the run started from {recorded}, not from --finetune "
+                                  f"{args.finetune} (changed since, or another file); start a new --output_dir "
+                                  "for these weights")
         if ckpt["iters_per_epoch"] != iters_per_epoch:
             raise ConfigError(f"--resume {resume}: {ckpt['iters_per_epoch']} updates per epoch in the checkpoint, "
                               f"{iters_per_epoch} now (data or number of processes changed)")

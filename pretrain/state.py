@@ -7,7 +7,8 @@ A checkpoint (``checkpoint-last.pth`` / ``checkpoint-best.pth``) holds
   ``iters_per_epoch`` (a resumed run must have the same), and for reading
   convenience ``epoch`` / ``step_in_epoch`` derived from them,
 * ``rng``: python, numpy and torch (CPU and CUDA) states of every rank,
-* ``args`` and ``best_top1``.
+* ``args``, ``kind`` (``pretrain`` / ``cls_finetune``) and ``best_top1``;
+  ``backbones.checkpoint`` reads the pretraining method back from ``args``.
 
 Only tensors and plain Python values are stored, so it loads with
 ``weights_only=True``.

@@ -18,3 +18,11 @@ def learned_pretraining(tmp_path_factory):
     write_imagenet(root / "data", train_per_class=100, val_per_class=20, size=64, seed=2)
     run_ok(pretrain_main, [*TINY, *LEARNER, "--data_path", root / "data", "--output_dir", root / "run"])
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def small_imagenet(tmp_path_factory):
+    """12 classes x 8 images at 32x32: seconds per epoch."""
+    root = tmp_path_factory.mktemp("imagenet")
+    write_imagenet(root, train_per_class=8, val_per_class=4, size=32, seed=1)
+    return root

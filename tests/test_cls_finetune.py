@@ -3,6 +3,7 @@ pretraining checkpoint on the generated transfer split (classes pretraining
 never saw), resume, DDP, the sweep runner and bad input."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -11,8 +12,10 @@ import torch
 from backbones.checkpoint import file_sha256
 from cls_finetune.main import main
 from cls_finetune.sweep import expand, run_sweep
+from cls_finetune.sweep import main as sweep_main
 from demo_data import TRANSFER_CATEGORIES, write_transfer
-from helpers import REPO, assert_fails_with, free_port, read_jsonl, run_ok, start_and_kill
+from helpers import REPO, TINY, assert_fails_with, free_port, read_jsonl, run_ok, start_and_kill
+from pretrain.main import main as pretrain_main
 
 DEMO = REPO / "cls_configs/demo_cpu.yaml"
 PROBE = REPO / "cls_configs/demo_cpu_linear_probe.yaml"
@@ -47,10 +50,14 @@ def test_finetuning_a_pretrained_checkpoint_learns_new_classes(weights, transfer
     out = tmp_path / "ft"
     # The demo preset, with a late stochastic depth during fine-tuning: the drop core drives it here too.
     run_ok(main, ["--config", DEMO, *FAST, "--data_path", transfer, "--finetune", weights, "--output_dir", out,
-                  "--epochs", "10", "--drop_path", "0.2", "--drop_mode", "late", "--cutoff_epoch", "6"])
+                  "--epochs", "10", "--drop_path", "0.2", "--drop_mode", "late", "--cutoff_epoch", "6",
+                  "--model_ema", "--model_ema_decay", "0.9"])
     metrics = json.loads((out / "metrics.json").read_text())
     chance = 100 / len(TRANSFER_CATEGORIES)
     assert metrics["final"]["top1"] > 2 * chance, metrics["final"]
+    assert metrics["ema_final"]["n"] == 120 and metrics["ema_final"]["top1"] > 2 * chance
+    ema = torch.load(out / "weights_ema.pth", weights_only=True)
+    assert ema["meta"]["ema"] and ema["meta"]["top1"] == metrics["ema_final"]["top1"]
     assert metrics["final"]["n"] == 6 * 20 and "top5" in metrics["final"]
     assert (metrics["kind"], metrics["dataset"], metrics["mode"]) == ("cls_finetune", "imagefolder", "finetune")
     assert metrics["pretrain_method"] == "no dropout" and metrics["pretrain_sha256"] == file_sha256(weights)
@@ -92,14 +99,43 @@ def test_linear_probe_changes_only_the_head(weights, transfer, tmp_path):
     assert sum(len(g["params"]) for g in opt["param_groups"]) == 2
 
 
+@pytest.fixture(scope="module")
+def convnext_weights(small_imagenet, tmp_path_factory):
+    """A small ConvNeXt pretrained for two epochs with stochastic depth."""
+    out = tmp_path_factory.mktemp("convnext")
+    run_ok(pretrain_main, [*TINY, "--model", "convnext_femto", "--model_kwargs",
+                           "{depths: [1, 1, 1, 1], dims: [16, 32, 64, 128]}", "--drop_path", "0.1",
+                           "--data_path", small_imagenet, "--epochs", "2", "--output_dir", out])
+    return out / "weights.pth"
+
+
+def test_linear_probe_keeps_every_pretrained_convnext_weight(convnext_weights, small_transfer, tmp_path):
+    """ConvNeXt's classifier is head.fc; head.norm, its final LayerNorm, is backbone
+    and must arrive from the checkpoint and stay frozen."""
+    out = tmp_path / "lp"
+    run_ok(main, ["--config", PROBE, *FAST, "--data_path", small_transfer, "--finetune", convnext_weights,
+                  "--output_dir", out, "--epochs", "1", "--batch_size", "8", "--input_size", "32"])
+    before = torch.load(convnext_weights, weights_only=True)["model"]
+    after = torch.load(out / "weights.pth", weights_only=True)["model"]
+    body = [k for k in after if not k.startswith("head.fc.")]
+    assert "head.norm.weight" in body and not torch.all(before["head.norm.weight"] == 1)  # trained, not initial
+    assert [k for k in body if not torch.equal(before[k], after[k])] == []
+    assert after["head.fc.weight"].shape == (6, 128)
+    record = json.loads((out / "run.json").read_text())
+    assert record["start_checkpoint"]["pretrain"]["method"] == "standard-constant drop_path 0.1"
+
+
 def test_eval_reproduces_the_final_accuracy(weights, small_transfer, tmp_path, capsys):
     out = tmp_path / "ft"
     common = ["--config", DEMO, *FAST, "--data_path", small_transfer, "--epochs", "1"]
-    run_ok(main, [*common, "--finetune", weights, "--output_dir", out])
+    # --model as recorded: the checkpoint's model_kwargs (depth 4, patch 8) still apply.
+    run_ok(main, [*common, "--model", "vit_tiny", "--finetune", weights, "--output_dir", out])
     final = json.loads((out / "metrics.json").read_text())["final"]
     run_ok(main, [*common, "--finetune", out / "weights.pth", "--eval", "--output_dir", tmp_path / "ev"])
     got = json.loads((tmp_path / "ev/metrics_eval.json").read_text())
     assert got["val"]["top1"] == pytest.approx(final["top1"]) and got["val"]["loss"] == pytest.approx(final["loss"])
+    assert got["weights"]["sha256"] == file_sha256(out / "weights.pth")
+    assert "eval: true" in (tmp_path / "ev/config_eval.yaml").read_text()
     # A pretraining checkpoint has a 12-class ImageNet-style head, not one for these 6 classes.
     fails([*common, "--finetune", weights, "--eval", "--output_dir", tmp_path / "ev2"], capsys,
           "--eval", str(weights), "no classifier for the 6 classes")
@@ -142,6 +178,23 @@ def test_killed_run_resumes_to_the_same_weights(weights, small_transfer, tmp_pat
     assert record["init"] == "resume" and record["start_checkpoint"]["sha256"] == file_sha256(weights)
 
 
+def test_a_training_checkpoint_records_its_method_and_resume_keeps_to_its_weights(
+        learned_pretraining, small_transfer, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--config", DEMO, *FAST, "--data_path", small_transfer, "--output_dir", out]
+    start = learned_pretraining / "checkpoint-best.pth"
+    run_ok(main, [*common, "--finetune", start, "--epochs", "1"])  # --model from the checkpoint's args
+    pretrain = json.loads((out / "run.json").read_text())["start_checkpoint"]["pretrain"]
+    assert (pretrain["kind"], pretrain["arch"], pretrain["method"]) == ("pretrain", "vit_tiny", "no dropout")
+    assert pretrain["model_kwargs"]["depth"] == 4 and pretrain["next_step"] > 0
+    # Resuming (here: to train longer) with other starting weights than the run's is refused.
+    other = learned_pretraining / "weights.pth"
+    before = (out / "checkpoint-last.pth").read_bytes()
+    fails([*common, "--finetune", other, "--epochs", "1", "--resume", "auto"], capsys,
+          "--resume", "started from weights with sha256", str(other), "new --output_dir")
+    assert (out / "checkpoint-last.pth").read_bytes() == before
+
+
 def test_linear_probe_with_two_processes(weights, small_transfer, tmp_path):
     out = tmp_path / "ddp"
     res = subprocess.run(["bash", str(REPO / "tools/cls_finetune.sh"), "2", "--config", str(PROBE), *FAST,
@@ -155,10 +208,12 @@ def test_linear_probe_with_two_processes(weights, small_transfer, tmp_path):
 
 
 def test_sweep_runs_every_combination_once(weights, small_transfer, tmp_path):
+    copy = tmp_path / "weights.pth"
+    shutil.copy(weights, copy)
     spec = {"output_root": str(tmp_path / "cls"), "base_dir": str(REPO / "cls_configs"),
             "recipes": {"finetune": "demo_cpu.yaml", "linear_probe": "demo_cpu_linear_probe.yaml"},
             "datasets": {"demo": "_base_/demo_data.yaml"},
-            "checkpoints": {"learned": str(weights), "missing": str(tmp_path / "nowhere.pth")},
+            "checkpoints": {"learned": str(copy), "missing": str(tmp_path / "nowhere.pth")},
             "seeds": [0], "flags": [*FAST, "--data_path", str(small_transfer), "--epochs", "1"]}
     runs = expand(spec)
     assert [r.key for r in runs] == ["finetune/demo/learned/seed0", "finetune/demo/missing/seed0",
@@ -170,6 +225,25 @@ def test_sweep_runs_every_combination_once(weights, small_transfer, tmp_path):
     assert lp["mode"] == "linear_probe" and lp["final"]["n"] == 12
     again = run_sweep(runs, quiet=True)
     assert again["finetune/demo/learned/seed0"] == "skipped" and again["finetune/demo/missing/seed0"].startswith("failed")
+    # Pretraining rerun: the finished runs now stand for other weights, and say so.
+    saved = torch.load(weights, weights_only=True)
+    torch.save({**saved, "meta": {**saved["meta"], "seed": 99}}, copy)
+    stale = run_sweep(runs, quiet=True)
+    assert stale["finetune/demo/learned/seed0"].startswith(f"stale: {copy} changed")
+    assert (tmp_path / "cls/finetune/demo/learned/seed0/metrics.json").is_file()  # nothing deleted
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("recipes: [a.yaml]\ndatasets: {d: d.yaml}\ncheckpoints: {c: c.pth}\nseeds: [0]\n", "'recipes' must be a mapping"),
+    ("recipes: {a: a.yaml\n", "not valid YAML"),
+    ("- just a list\n", "must be a mapping"),
+])
+def test_bad_sweep_file(text, fragment, tmp_path, capsys):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    assert sweep_main([str(path), "--dry_run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and fragment in err, err
 
 
 # ---- bad input: one clear line on stderr, exit code 2 --------------------------------
@@ -197,7 +271,8 @@ def test_checkpoint_of_another_architecture(weights, small_transfer, tmp_path, c
     torch.save({"model": torch.load(weights, weights_only=True)["model"]}, bare)
     fails([*common, "--finetune", bare], capsys, "--model", "records no architecture")
     fails([*common, "--finetune", bare, "--model", "convnext_femto"], capsys,
-          str(bare), "does not match ConvNeXt", "backbone keys missing from the file: stages.0.")
+          str(bare), "does not match ConvNeXt", "backbone keys missing from the file: head.norm.bias",
+          "stages.0.blocks.0.conv_dw.bias")
 
 
 def test_missing_checkpoint_and_data(weights, tmp_path, capsys):

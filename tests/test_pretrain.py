@@ -6,18 +6,10 @@ import subprocess
 import pytest
 import torch
 
-from demo_data import write_imagenet
 from pretrain.main import main
 
 import helpers
 from helpers import REPO, TINY, free_port, read_jsonl, start_and_kill
-
-
-@pytest.fixture(scope="session")
-def small_imagenet(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imagenet")
-    write_imagenet(root, train_per_class=8, val_per_class=4, size=32, seed=1)
-    return root
 
 
 def run(argv):
