@@ -93,3 +93,21 @@ def test_every_transfer_variant_starts_from_a_shipped_pretraining_config():
         cfg = Config.fromfile(str(REPO / config))
         checkpoint = cfg.model.backbone.init_cfg.checkpoint
         assert outputs.get(checkpoint) == cfg.model.backbone.arch, (config, checkpoint)
+
+
+def test_classification_sweep_parses_and_starts_from_shipped_pretraining_configs():
+    from cls_finetune.config import parse_args as cls_parse_args
+    from cls_finetune.datasets import DATASETS
+    from cls_finetune.sweep import expand, load_sweep
+    from pretrain.config import parse_args
+    outputs = {f"{parse_args(['--config', str(p)]).output_dir}/weights.pth" for p in PRETRAIN_CONFIGS}
+    spec = load_sweep(REPO / "cls_configs/sweep_paper.yaml")
+    assert set(spec["datasets"]) == set(DATASETS) and set(spec["checkpoints"].values()) <= outputs
+    runs = expand(spec)
+    assert len(runs) == 2 * len(DATASETS) * len(spec["checkpoints"]) * len(spec["seeds"])
+    for run in runs:  # every run's flags parse: recipe, then dataset config, then the sweep's own
+        recipe, dataset, checkpoint, seed = run.key.split("/")
+        args = cls_parse_args(run.argv)
+        assert (args.dataset, args.linear_probe, args.input_size) == (dataset, recipe == "linear_probe", 224)
+        assert args.finetune == spec["checkpoints"][checkpoint] and f"seed{args.seed}" == seed
+        assert args.epochs >= 100 and args.data_path == f"data/{dataset}"

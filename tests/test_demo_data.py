@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from demo_data import (CATEGORIES, PRETRAIN_CATEGORIES, category_name, image_rng, render_scene,
-                       write_ade20k, write_coco, write_imagenet)
+from demo_data import (CATEGORIES, PRETRAIN_CATEGORIES, TRANSFER_CATEGORIES, category_name, image_rng,
+                       render_scene, write_ade20k, write_coco, write_imagenet, write_transfer)
 
 # Not the identity order, so "position in the list" and "index into CATEGORIES" differ.
 CATS = (14, 3, 9, 0, 7)
@@ -221,3 +221,15 @@ def test_imagenet_rewrite_leaves_nothing_of_the_earlier_spec(tmp_path):
     train = sorted(p.name for p in (tmp_path / "train").iterdir())
     assert len(train) == 4 and sorted(p.name for p in (tmp_path / "val").iterdir()) == train
     assert all(len(list((tmp_path / "train" / c).iterdir())) == 2 for c in train)
+
+
+def test_transfer_split_holds_only_classes_pretraining_never_saw(tmp_path):
+    write_imagenet(tmp_path / "imagenet", train_per_class=1, val_per_class=1, size=32, seed=1)
+    write_transfer(tmp_path / "transfer", train_per_class=2, test_per_class=1, size=32, seed=1)
+    seen = {line.split(" ", 1)[1] for line in (tmp_path / "imagenet/LOC_synset_mapping.txt").read_text().splitlines()}
+    shapes_seen = {CATEGORIES[c][0] for c in PRETRAIN_CATEGORIES}
+    new = sorted(p.name for p in (tmp_path / "transfer/train").iterdir())
+    assert new == sorted(p.name for p in (tmp_path / "transfer/test").iterdir()) and len(new) == 6
+    assert not {n.replace("_", " ") for n in new} & seen
+    assert not {CATEGORIES[c][0] for c in TRANSFER_CATEGORIES} & shapes_seen  # new shapes, not new mixes
+    assert all(len(list((tmp_path / "transfer/train" / c).glob("*.jpg"))) == 2 for c in new)
