@@ -33,10 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-import yaml
-
 from backbones.checkpoint import file_sha256
-from pretrain.config import ConfigError
+from pretrain.config import ConfigError, read_yaml_mapping
 
 __all__ = ["SweepRun", "expand", "load_sweep", "run_sweep"]
 
@@ -61,12 +59,7 @@ def load_sweep(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"sweep file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"sweep file {path} must be a mapping (output_root, recipes, datasets, ...)")
+    spec = read_yaml_mapping(path, f"sweep file {path}", "output_root, recipes, datasets, checkpoints, seeds")
     spec["base_dir"] = str(path.parent)
     return spec
 

@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def read_yaml_mapping(path: Path, what: str, holds: str) -> dict:
+    """The mapping YAML file ``path`` holds; errors start with ``what`` (naming the
+    file) and say that it should hold ``holds``. YAML's own message is folded onto
+    one line."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{what}: expected a mapping of {holds}, not a {type(values).__name__}")
+    return values
+
+
 def load_yaml_config(path: Path, _seen: tuple = ()) -> dict:
     """A YAML config with its ``_base_`` files merged in (bases first)."""
     path = Path(path)
@@ -125,12 +138,7 @@ def load_yaml_config(path: Path, _seen: tuple = ()) -> dict:
         raise ConfigError(f"--config: no file {path}" + (f" (a _base_ of {_seen[-1]})" if _seen else ""))
     if path.resolve() in _seen:
         raise ConfigError(f"--config {path}: _base_ files include each other in a loop")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path}: not valid YAML: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of flag names to values")
+    values = read_yaml_mapping(path, f"--config {path}", "flag names to values")
     bases = values.pop("_base_", [])
     merged: dict = {}
     for base in [bases] if isinstance(bases, str) else bases:

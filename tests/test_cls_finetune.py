@@ -236,7 +236,7 @@ def test_sweep_runs_every_combination_once(weights, small_transfer, tmp_path):
 @pytest.mark.parametrize("text, fragment", [
     ("recipes: [a.yaml]\ndatasets: {d: d.yaml}\ncheckpoints: {c: c.pth}\nseeds: [0]\n", "'recipes' must be a mapping"),
     ("recipes: {a: a.yaml\n", "not valid YAML"),
-    ("- just a list\n", "must be a mapping"),
+    ("- just a list\n", "expected a mapping of output_root, recipes"),
 ])
 def test_bad_sweep_file(text, fragment, tmp_path, capsys):
     path = tmp_path / "sweep.yaml"
