@@ -285,5 +285,6 @@ def test_missing_checkpoint_and_data(weights, tmp_path, capsys):
 
 
 def test_linear_probe_refuses_drop_rates(tmp_path, capsys):
-    fails(["--config", PROBE, "--drop_path", "0.1", "--output_dir", tmp_path], capsys,
-          "--linear_probe", "--drop_path 0.1")
+    err = fails(["--config", PROBE, "--drop_path", "0.1", "--output_dir", tmp_path], capsys, "--drop_path 0.1")
+    assert err.startswith("error: --linear_probe:")
+    assert not any(tmp_path.iterdir())  # refused before anything was written
