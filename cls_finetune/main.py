@@ -27,7 +27,7 @@ from pretrain.state import latest_checkpoint, load_training_checkpoint
 from .config import parse_args
 from .datasets import build_splits
 
-__all__ = ["FinetuneRun", "run", "main"]
+__all__ = ["FinetuneRun", "freeze_backbone", "linear_probe_mode", "new_head", "run", "main"]
 
 
 def resolve_model(args) -> None:
@@ -61,6 +61,29 @@ def classifier(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model).get_classifier()
 
 
+def new_head(model: nn.Module, num_classes: int) -> None:
+    """A new classifier for ``num_classes``, small at the start (MAE's linear-probe init)."""
+    model.reset_classifier(num_classes)
+    for m in classifier(model).modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Linear probe: only the classifier trains. With no parameter of the backbone
+    asking for gradients, autograd records nothing there: its forward costs no backward."""
+    head = {id(p) for p in classifier(model).parameters()}
+    for p in model.parameters():
+        p.requires_grad = id(p) in head
+
+
+def linear_probe_mode(model: nn.Module) -> None:
+    """Frozen features: the backbone in eval mode (no dropout, no norm statistics updates)."""
+    model.eval()
+    classifier(model).train()
+
+
 class FinetuneRun(TrainingRun):
     kind = "cls_finetune"
     resume_must_match = TrainingRun.resume_must_match + ("dataset", "linear_probe")
@@ -79,15 +102,9 @@ class FinetuneRun(TrainingRun):
         if args.num_classes and args.num_classes != len(splits.classes):
             raise ConfigError(f"--num_classes {args.num_classes}: {splits.description} has "
                               f"{len(splits.classes)} classes")
-        model.reset_classifier(len(splits.classes))
-        for m in classifier(model).modules():  # a small new head (MAE's linear-probe init)
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+        new_head(model, len(splits.classes))
         if args.linear_probe:
-            head = {id(p) for p in classifier(model).parameters()}
-            for p in model.parameters():
-                p.requires_grad = id(p) in head
+            freeze_backbone(model)
         self.test_images = len(splits.test)
         train_loader, train_sampler, test_loader = make_loaders(args, splits.train, splits.test)
         return RunData(model, splits.classes, splits.train, train_loader, train_sampler, test_loader,
@@ -106,11 +123,7 @@ class FinetuneRun(TrainingRun):
         return report.provenance
 
     def train_mode(self, model: nn.Module) -> None:
-        if self.args.linear_probe:  # frozen features: no dropout, no norm statistics updates
-            model.eval()
-            classifier(model).train()
-        else:
-            model.train()
+        (linear_probe_mode if self.args.linear_probe else nn.Module.train)(model)
 
     def record(self) -> dict:
         args = self.args

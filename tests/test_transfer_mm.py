@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from backbones.checkpoint import file_sha256
+from backbones.openmmlab.hooks import NO_METRICS
 from demo_data import PRETRAIN_CATEGORIES, category_name, write_ade20k, write_coco, write_imagenet
 from helpers import REPO, TINY
 from pretrain.main import main as pretrain_main
@@ -105,6 +106,10 @@ def test_mask_rcnn_fine_tunes_and_reports_coco_ap(tmp_path, coco, pretrained):
                            *det_options(coco, pretrained)]) == 0
     tested = json.loads((tmp_path / "eval/metrics_test.json").read_text())
     assert tested["coco/bbox_mAP"] == pytest.approx(metrics["metrics"]["coco/bbox_mAP"])
+    # No detection above the threshold: mmdet's CocoMetric returns no AP, and the record says why.
+    assert test_tool.main([str(DET_DEMO), str(ckpt), "--work-dir", str(tmp_path / "none"), "--cfg-options",
+                           *det_options(coco, pretrained), "model.test_cfg.rcnn.score_thr=1.01"]) == 0
+    assert json.loads((tmp_path / "none/metrics_test.json").read_text()) == {"note": NO_METRICS}
 
 
 def test_det_config_runs_through_mmdets_stock_train_script(tmp_path, coco, pretrained):

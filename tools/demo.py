@@ -113,15 +113,21 @@ def main() -> int:
         rows[n] = {"method": pre["method"], "ImageNet-style top-1": pre["final"]["top1"]}
         for task, (_, key) in TRANSFER.items():
             m = json.loads((out / task / n / "metrics.json").read_text())["metrics"]
-            rows[n][f"{task} {key}"] = m[key] * (100 if key.startswith("coco/") else 1)
+            rows[n][f"{task} {key}"] = m[key] * (100 if key.startswith("coco/") else 1) if key in m else None
         for recipe in CLS_RECIPES:
             m = json.loads((out / "cls" / recipe / "transfer" / n / "seed0" / "metrics.json").read_text())
             rows[n][f"cls {recipe} top-1"] = m["final"]["top1"]
     columns = [c for c in rows["no_dropout"] if c != "method"]
     print(f"   {'pretraining':<42}" + "".join(f"{c:>24}" for c in columns))
+    def cell(value, base):
+        if value is None:  # the evaluator gave nothing: its metrics.json says why
+            return f"{'none':>24}"
+        return f"{value:>16.2f}" + (f" ({value - base:+6.2f})" if base is not None else " " * 9)
+
     for n, r in rows.items():
-        cells = "".join(f"{r[c]:>16.2f} ({r[c] - rows['no_dropout'][c]:+6.2f})" for c in columns)
-        print(f"   {r['method']:<42}{cells}")
+        print(f"   {r['method']:<42}" + "".join(cell(r[c], rows["no_dropout"][c]) for c in columns))
+    if any(v is None for r in rows.values() for v in r.values()):
+        print("   none: the evaluator returned no metric (see the note in that run's metrics.json)")
     plot = out / "gradient_diagnostics.png"
     subprocess.run([sys.executable, str(REPO / "tools/analyze_gradients.py"), "plot",
                     *[str(out / "pretrain" / n) for n in RUNS], "--out", str(plot)], check=True)

@@ -78,7 +78,7 @@ else
   if [[ -z "$MMCV_WHEEL" ]]; then
     jobs="${MAX_JOBS:-$(nproc)}"
     say "building mmcv $MMCV_VERSION with C++ ops from source (no cached wheel in $WHEEL_DIR)"
-    say "this happens once per machine and takes ~25 min on 2 cores; progress below"
+    say "this happens once per machine and takes 10 to 30 min on 2 cores; progress below"
     build="$(mktemp -d)"
     trap 'rm -rf "$build"' EXIT
     "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \

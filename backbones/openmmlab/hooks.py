@@ -28,6 +28,18 @@ def _scalars(metrics: dict) -> dict:
             continue
     return out
 
+
+# mmdet's CocoMetric returns {} instead of AP when no image has a detection above
+# test_cfg's score_thr (a barely trained head): the record says so.
+NO_METRICS = ("the evaluator returned no metrics (mmdet's CocoMetric does so when no image has a prediction "
+              "above the model's test_cfg score_thr)")
+
+
+def _metrics_fields(metrics: dict) -> dict:
+    scalars = _scalars(metrics)
+    return {"metrics": scalars} if scalars else {"metrics": {}, "note": NO_METRICS}
+
+
 __all__ = ["DropScheduleHook"]
 
 
@@ -81,7 +93,9 @@ class RunRecordHook(Hook):
     * ``metrics_val.jsonl``: one line per validation: ``epoch, iter, metrics``;
     * ``metrics.json``: the last validation's metrics (the final ones after a
       finished run), with ``epoch``, ``iter`` and ``finished``;
-    * ``metrics_test.json``: the metrics of ``tools/test.py``.
+    * ``metrics_test.json``: the metrics of ``tools/test.py``;
+
+    when the evaluator returned nothing, ``metrics`` is empty and ``note`` says why.
 
     mmengine itself writes the effective config (``<work_dir>/<config>.py``) and
     the per-iteration logs (``<work_dir>/<timestamp>/vis_data/scalars.json``).
@@ -133,8 +147,9 @@ class RunRecordHook(Hook):
         import json
         from mmengine.dist import is_main_process
         if is_main_process():
+            fields = _metrics_fields(metrics)  # flat: the metrics, or only the note
             with open(f"{runner.work_dir}/metrics_test.json", "w") as f:
-                json.dump(_scalars(metrics), f, indent=1)
+                json.dump(fields["metrics"] or {"note": fields["note"]}, f, indent=1)
 
     def after_train(self, runner) -> None:
         import json
@@ -152,9 +167,7 @@ class RunRecordHook(Hook):
         from mmengine.dist import is_main_process
         if not is_main_process():
             return
-        rec = {"epoch": runner.epoch, "iter": runner.iter,
-               "metrics": _scalars(metrics),
-               "finished": finished}
+        rec = {"epoch": runner.epoch, "iter": runner.iter, **_metrics_fields(metrics), "finished": finished}
         with open(f"{runner.work_dir}/metrics_val.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         with open(f"{runner.work_dir}/metrics.json", "w") as f:
