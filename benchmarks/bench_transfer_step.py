@@ -6,8 +6,9 @@ the linear probe, with the freezing cls_finetune uses.
 A linear probe keeps the backbone frozen and in eval mode; since none of its
 parameters asks for gradients, autograd records nothing there and the step is
 a forward pass plus the head's backward. Target: a linear-probe step at most
-half a fine-tuning step (a forward is about a third of forward + backward),
-and its forward no slower than an inference forward. Results go in BENCHMARKS.md.
+half a fine-tuning step (a forward is about a third of forward + backward).
+An inference forward (no_grad, eval mode) is printed for reference. Results go
+in BENCHMARKS.md.
 """
 from __future__ import annotations
 
