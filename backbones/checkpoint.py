@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from .models import same_architecture
+
 __all__ = ["CheckpointError", "read_checkpoint", "split_checkpoint", "run_meta", "to_timm_layout",
            "load_pretrained", "file_sha256", "provenance", "LoadReport", "EXPORT_FORMAT"]
 
@@ -148,7 +150,7 @@ def load_pretrained(model: nn.Module, path, *, keep_head: bool = False,
     path = Path(path)
     sd, meta = split_checkpoint(read_checkpoint(path), path)
     arch = meta.get("arch")
-    if expected_arch and arch and arch != expected_arch:
+    if expected_arch and arch and not same_architecture(arch, expected_arch):
         raise CheckpointError(f"checkpoint {path} was pretrained as {arch!r}, "
                               f"but the model here is {expected_arch!r}")
     try:

@@ -16,7 +16,7 @@ from timm.models.swin_transformer import SwinTransformer, _create_swin_transform
 
 from .drop_sites import DropSites
 
-__all__ = ["PAPER_MODELS", "UnknownModelError", "create_model_with_drop"]
+__all__ = ["PAPER_MODELS", "UnknownModelError", "create_model_with_drop", "same_architecture"]
 
 
 class UnknownModelError(ValueError):
@@ -32,6 +32,11 @@ PAPER_MODELS = {
     "convnext_femto": "convnext_femto",  # timm's own name already
     "swin_femto": "swin_femto",  # registered below
 }
+
+
+def same_architecture(a: str, b: str) -> bool:
+    """Whether two model names denote one architecture (a paper name and its timm name do)."""
+    return PAPER_MODELS.get(a, a) == PAPER_MODELS.get(b, b)
 
 # register_model looks up the registering module's `default_cfgs`.
 default_cfgs = generate_default_cfgs({

@@ -19,6 +19,7 @@ from typing import List, Optional
 import torch.nn as nn
 
 from backbones.checkpoint import CheckpointError, load_pretrained, read_checkpoint, split_checkpoint
+from backbones.models import same_architecture
 from pretrain.config import ConfigError
 from pretrain.driver import RunData, TrainingRun, build_timm_model, build_transforms, make_loaders
 from pretrain.main import report_user_errors
@@ -43,7 +44,7 @@ def resolve_model(args) -> None:
             raise ConfigError(f"--model: not given, and --finetune {args.finetune} records no architecture "
                               "(e.g. the paper's release format): pass --model, e.g. --model vit_base")
         args.model = args.model or arch
-        if arch == args.model and not args.model_kwargs:
+        if arch and same_architecture(arch, args.model) and not args.model_kwargs:
             args.model_kwargs = dict(meta.get("model_kwargs") or {})
         return
     if args.model:

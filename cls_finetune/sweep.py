@@ -51,8 +51,11 @@ class SweepRun:
         return (self.output_dir / "metrics.json").is_file()
 
     def started_from(self) -> Optional[str]:
-        """sha256 of the weights the finished run started from."""
-        return json.loads((self.output_dir / "metrics.json").read_text()).get("pretrain_sha256")
+        """sha256 of the weights the finished run started from (None: not readable)."""
+        try:
+            return json.loads((self.output_dir / "metrics.json").read_text())["pretrain_sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
 
 def load_sweep(path) -> dict:
@@ -73,8 +76,9 @@ def expand(spec: dict) -> List[SweepRun]:
     for key in ("recipes", "datasets", "checkpoints", "seeds"):
         if not spec.get(key):
             raise ConfigError(f"sweep: '{key}' is missing or empty")
-        wanted = list if key == "seeds" else dict
-        if not isinstance(spec[key], wanted):
+    for key, wanted in (("recipes", dict), ("datasets", dict), ("checkpoints", dict), ("seeds", list),
+                        ("flags", list)):
+        if not isinstance(spec.get(key, wanted()), wanted):
             raise ConfigError(f"sweep: '{key}' must be a {'list' if wanted is list else 'mapping of name: path'}")
     base = Path(spec.get("base_dir", "."))
     root = Path(spec.get("output_root", "output/cls"))
@@ -108,9 +112,13 @@ def run_sweep(runs: List[SweepRun], nproc: int = 1, dry_run: bool = False, quiet
     sha = functools.lru_cache(maxsize=None)(file_sha256)  # each checkpoint hashed once per sweep
     for i, run in enumerate(runs, 1):
         if run.finished:
-            stale = run.checkpoint.is_file() and run.started_from() != sha(run.checkpoint)
-            status[run.key] = (f"stale: {run.checkpoint} changed after this run; delete {run.output_dir} "
-                               "to rerun it") if stale else "skipped"
+            started, redo = run.started_from(), f"delete {run.output_dir} to rerun it"
+            if started is None:
+                status[run.key] = f"stale: no pretrain_sha256 readable in {run.output_dir / 'metrics.json'}; {redo}"
+            elif run.checkpoint.is_file() and started != sha(run.checkpoint):
+                status[run.key] = f"stale: {run.checkpoint} changed after this run; {redo}"
+            else:
+                status[run.key] = "skipped"
             continue
         cmd = command(run, nproc)
         print(f"[sweep {i}/{len(runs)}] {run.key}: {' '.join(cmd[1:])}", flush=True)

@@ -38,7 +38,8 @@ from .data import DataError, EpochSampler, SeededDataset
 from .engine import NonFiniteLossError, Trainer, amp_dtype_for, evaluate, param_groups
 from .logger import RunLogger, trim_jsonl
 from .schedules import CosineSchedule
-from .state import atomic_save, gather_rng_states, latest_checkpoint, load_training_checkpoint, set_rng_state
+from .state import (atomic_save, atomic_write_text, gather_rng_states, latest_checkpoint, load_training_checkpoint,
+                    set_rng_state)
 
 __all__ = ["RunData", "TrainingRun", "build_timm_model", "build_transforms", "make_loaders"]
 
@@ -321,7 +322,7 @@ class TrainingRun:
                 atomic_save({"model": ema.module.state_dict(),
                              "meta": {**meta, "ema": True, "top1": ema_val["top1"] if ema_val else None}},
                             out / "weights_ema.pth")
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+            atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
         logger.close()
         return metrics
 

@@ -29,16 +29,26 @@ from backbones.checkpoint import CheckpointError, read_checkpoint
 from . import distributed as D
 
 
-def atomic_save(obj, path: Path) -> None:
+def _atomically(path: Path, write) -> None:
     """Write to a temporary file in the same folder, then rename: a crash never
-    leaves a half-written checkpoint under the real name."""
+    leaves a half-written file under the real name."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
-        torch.save(obj, f)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save, atomically (checkpoints and exported weights)."""
+    _atomically(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """A text file, atomically: ``metrics.json`` marks a finished run for the sweep."""
+    _atomically(path, lambda f: f.write(text.encode()))
 
 
 def rng_state() -> dict:

@@ -231,12 +231,16 @@ def test_sweep_runs_every_combination_once(weights, small_transfer, tmp_path):
     stale = run_sweep(runs, quiet=True)
     assert stale["finetune/demo/learned/seed0"].startswith(f"stale: {copy} changed")
     assert (tmp_path / "cls/finetune/demo/learned/seed0/metrics.json").is_file()  # nothing deleted
+    (tmp_path / "cls/linear_probe/demo/learned/seed0/metrics.json").write_text('{"kind": "cls_fine')
+    assert run_sweep(runs, quiet=True)["linear_probe/demo/learned/seed0"].startswith("stale: no pretrain_sha256")
 
 
 @pytest.mark.parametrize("text, fragment", [
     ("recipes: [a.yaml]\ndatasets: {d: d.yaml}\ncheckpoints: {c: c.pth}\nseeds: [0]\n", "'recipes' must be a mapping"),
     ("recipes: {a: a.yaml\n", "not valid YAML"),
     ("- just a list\n", "expected a mapping of output_root, recipes"),
+    ("recipes: {a: a.yaml}\ndatasets: {d: d.yaml}\ncheckpoints: {c: c.pth}\nseeds: [0]\nflags: --epochs 1\n",
+     "'flags' must be a list"),
 ])
 def test_bad_sweep_file(text, fragment, tmp_path, capsys):
     path = tmp_path / "sweep.yaml"

@@ -33,8 +33,8 @@ DTD_NAMES = ["banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "co
 
 
 def palette(n_classes: int) -> np.ndarray:
-    """The colour of class k (RGB, 30..225 per channel)."""
-    return np.random.default_rng(1234).integers(30, 226, size=(max(n_classes, 1), 3))
+    """The colour of class k (RGB, 30..180 per channel: well below the white band)."""
+    return np.random.default_rng(1234).integers(30, 181, size=(max(n_classes, 1), 3))
 
 
 def _images(n_classes: int, per_class: int, size: int, rng: np.random.Generator):
