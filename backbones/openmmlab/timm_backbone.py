@@ -36,7 +36,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import layer_decay
-from ..checkpoint import load_pretrained, provenance
+from ..checkpoint import load_pretrained
 from ..drop_sites import DropSites
 from ..models import create_model_with_drop
 
@@ -129,8 +129,8 @@ class TimmDropBackbone(BaseModule):
             if not cfg.get("checkpoint"):
                 raise ValueError(f"TimmDropBackbone({self.arch}): init_cfg asks for pretrained weights but "
                                  "names no checkpoint (set model.backbone.init_cfg.checkpoint)")
-            load_pretrained(self.model, cfg["checkpoint"], expected_arch=self.arch)
-            self.pretrained_provenance = provenance(cfg["checkpoint"])
+            report = load_pretrained(self.model, cfg["checkpoint"], expected_arch=self.arch)
+            self.pretrained_provenance = report.provenance  # the file read and hashed once
             self._is_init = True
             return
         super().init_weights()
