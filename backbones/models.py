@@ -38,6 +38,7 @@ def same_architecture(a: str, b: str) -> bool:
     """Whether two model names denote one architecture (a paper name and its timm name do)."""
     return PAPER_MODELS.get(a, a) == PAPER_MODELS.get(b, b)
 
+
 # register_model looks up the registering module's `default_cfgs`.
 default_cfgs = generate_default_cfgs({
     "swin_femto": dict(
