@@ -6,6 +6,8 @@ import sys
 import torch
 import torchvision
 
+from helpers import REPO
+
 
 def test_mmcv_nms_matches_torchvision():
     from mmcv.ops import nms
@@ -27,6 +29,29 @@ def test_mmcv_roi_align_matches_torchvision():
     ours = roi_align(feats, rois, (3, 3), 0.5, 2, "avg", True)
     ref = torchvision.ops.roi_align(feats, rois, (3, 3), spatial_scale=0.5, sampling_ratio=2, aligned=True)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mmcv_roi_align_backward_matches_torchvision():
+    # Mask R-CNN trains through RoIAlign's backward, which mmcv implements separately per device.
+    from mmcv.ops import roi_align
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(2, 3, 12, 12, generator=g)
+    corners = torch.rand(16, 2, generator=g) * 8
+    rois = torch.cat([torch.randint(0, 2, (16, 1), generator=g).float(), corners,
+                      corners + torch.rand(16, 2, generator=g) * 4 + 0.5], dim=1)
+    weight = torch.randn(16, 3, 4, 4, generator=g)
+    ours, ref = feats.clone().requires_grad_(), feats.clone().requires_grad_()
+    (roi_align(ours, rois, (4, 4), 1.0, 2, "avg", True) * weight).sum().backward()
+    (torchvision.ops.roi_align(ref, rois, (4, 4), 1.0, 2, aligned=True) * weight).sum().backward()
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_check_env_covers_every_device_the_suite_uses():
+    # tools/check_env.py runs the ops on cpu, plus cuda when torch sees a GPU.
+    out = subprocess.run([sys.executable, "tools/check_env.py"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    devices = "cpu, cuda" if torch.cuda.is_available() else "cpu"
+    assert f"mmcv.ops.nms and mmcv.ops.roi_align (forward, backward) run on {devices}\n" in out.stdout
 
 
 def test_openmmlab_versions_accept_each_other():
