@@ -89,10 +89,12 @@ class RunRecordHook(Hook):
 
     * ``run.json``: kind = task (mmdet / mmseg), config file, backbone arch, start
       checkpoint (path, sha256 and the pretraining method from its ``meta``),
-      the fine-tuning drop schedule, world size, versions;
+      the fine-tuning drop schedule, seeds (``randomness_seed``: the configured
+      one), data root, recipe (train_cfg, optimizer, batch size), world size, versions;
     * ``metrics_val.jsonl``: one line per validation: ``epoch, iter, metrics``;
     * ``metrics.json``: the last validation's metrics (the final ones after a
-      finished run), with ``epoch``, ``iter`` and ``finished``;
+      finished run), with ``epoch``, ``iter`` and ``finished`` (once finished also
+      ``pretrain_sha256``, as classification runs record it);
     * ``metrics_test.json``: the metrics of ``tools/test.py``;
 
     when the evaluator returned nothing, ``metrics`` is empty and ``note`` says why.
@@ -105,7 +107,6 @@ class RunRecordHook(Hook):
     priority = "VERY_LOW"
 
     def before_train(self, runner) -> None:
-        import json
         import platform
 
         import mmengine
@@ -113,6 +114,7 @@ class RunRecordHook(Hook):
         import torch
         from mmengine.dist import get_world_size, is_main_process
 
+        from records import write_run_info
         if not is_main_process():
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -134,41 +136,41 @@ class RunRecordHook(Hook):
             "start_checkpoint": start, "fine_tune_drop": fine_tune_drop,
             "load_from": runner.cfg.get("load_from"), "resume": bool(runner.cfg.get("resume")),
             "world_size": get_world_size(), "seed": runner.seed,
+            # the configured seed (--cfg-options randomness.seed=K; None: mmengine drew "seed"): pairs runs
+            "randomness_seed": (runner.cfg.get("randomness") or {}).get("seed"),
+            "data_root": ((runner.cfg.get("train_dataloader") or {}).get("dataset") or {}).get("data_root"),
+            # what makes two runs of one config comparable besides the checkpoint (records fingerprints it)
+            "recipe": {"train_cfg": runner.cfg.get("train_cfg"),
+                       "optimizer": (runner.cfg.get("optim_wrapper") or {}).get("optimizer"),
+                       "batch_size": (runner.cfg.get("train_dataloader") or {}).get("batch_size")},
             "versions": {"torch": torch.__version__, "timm": timm.__version__, "mmengine": mmengine.__version__,
                          "python": platform.python_version()},
         }
-        with open(f"{runner.work_dir}/run.json", "w") as f:
-            json.dump(record, f, indent=1, default=str)
+        write_run_info(runner.work_dir, record)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self._write(runner, metrics or {}, finished=False)
 
     def after_test_epoch(self, runner, metrics=None) -> None:
-        import json
         from mmengine.dist import is_main_process
+
+        from records import write_test_metrics
         if is_main_process():
             fields = _metrics_fields(metrics)  # flat: the metrics, or only the note
-            with open(f"{runner.work_dir}/metrics_test.json", "w") as f:
-                json.dump(fields["metrics"] or {"note": fields["note"]}, f, indent=1)
+            write_test_metrics(runner.work_dir, fields["metrics"] or {"note": fields["note"]})
 
     def after_train(self, runner) -> None:
-        import json
-        import os
         from mmengine.dist import is_main_process
-        path = f"{runner.work_dir}/metrics.json"
-        if is_main_process() and os.path.isfile(path):
-            rec = json.load(open(path))
-            rec["finished"] = runner.iter >= runner.max_iters
-            with open(path, "w") as f:
-                json.dump(rec, f, indent=1)
+
+        from records import mark_finished
+        if is_main_process():
+            mark_finished(runner.work_dir, runner.iter >= runner.max_iters)
 
     def _write(self, runner, metrics: dict, finished: bool) -> None:
-        import json
         from mmengine.dist import is_main_process
+
+        from records import record_validation
         if not is_main_process():
             return
-        rec = {"epoch": runner.epoch, "iter": runner.iter, **_metrics_fields(metrics), "finished": finished}
-        with open(f"{runner.work_dir}/metrics_val.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        with open(f"{runner.work_dir}/metrics.json", "w") as f:
-            json.dump(rec, f, indent=1)
+        record_validation(runner.work_dir, {"epoch": runner.epoch, "iter": runner.iter, **_metrics_fields(metrics),
+                                            "finished": finished})

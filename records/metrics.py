@@ -1,0 +1,86 @@
+"""The one primary-metric rule per task: which numbers of a finished run are
+compared, where they sit in ``metrics.json``, in which unit, and which way is better.
+
+Values are reported in points: COCO AP (0-1 in mmdet's records) x 100; ADE20K
+mIoU/mAcc/aAcc and classification top-1/top-5 are percentages already.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+__all__ = ["Metric", "METRICS", "metrics_of", "metric_by_id", "headline_metrics", "extract_metrics",
+           "TASK_NAMES", "KINDS"]
+
+KINDS = ("pretrain", "cls_finetune", "mmdet", "mmseg")
+# What compare calls each kind of run.
+TASK_NAMES = {"pretrain": "pretraining", "cls_finetune": "classification", "mmdet": "detection",
+              "mmseg": "segmentation"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    id: str                   # what --metric takes, e.g. box_AP
+    label: str                # for tables, e.g. "box AP"
+    kind: str                 # the kind of run it belongs to
+    path: Tuple[str, ...]     # keys into metrics.json
+    scale: float = 1.0        # to points
+    higher_is_better: bool = True
+    headline: bool = False    # shown by default
+
+
+def _det(id_, label, key, headline=False):
+    return Metric(id_, label, "mmdet", ("metrics", key), scale=100.0, headline=headline)
+
+
+METRICS: List[Metric] = [
+    Metric("top1", "ImageNet top-1", "pretrain", ("final", "top1"), headline=True),
+    Metric("top5", "ImageNet top-5", "pretrain", ("final", "top5")),
+    Metric("train_loss", "final train loss", "pretrain", ("train_loss_last_epoch",), higher_is_better=False,
+           headline=True),
+    Metric("top1", "top-1", "cls_finetune", ("final", "top1"), headline=True),
+    Metric("top5", "top-5", "cls_finetune", ("final", "top5")),
+    _det("box_AP", "box AP", "coco/bbox_mAP", headline=True),
+    _det("box_AP50", "box AP50", "coco/bbox_mAP_50"),
+    _det("box_AP75", "box AP75", "coco/bbox_mAP_75"),
+    _det("mask_AP", "mask AP", "coco/segm_mAP", headline=True),
+    _det("mask_AP50", "mask AP50", "coco/segm_mAP_50"),
+    _det("mask_AP75", "mask AP75", "coco/segm_mAP_75"),
+    Metric("mIoU", "mIoU", "mmseg", ("metrics", "mIoU"), headline=True),
+    Metric("mAcc", "mAcc", "mmseg", ("metrics", "mAcc")),
+    Metric("aAcc", "aAcc", "mmseg", ("metrics", "aAcc")),
+]
+
+
+def metrics_of(kind: str) -> List[Metric]:
+    return [m for m in METRICS if m.kind == kind]
+
+
+def headline_metrics(kind: str) -> List[Metric]:
+    return [m for m in METRICS if m.kind == kind and m.headline]
+
+
+def metric_by_id(kind: str, metric_id: str) -> Optional[Metric]:
+    return next((m for m in METRICS if m.kind == kind and m.id == metric_id), None)
+
+
+def _number(value) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def extract_metrics(kind: str, metrics_json: dict) -> Dict[str, float]:
+    """{metric id: value in points} of the metrics this kind of run reports; absent or
+    non-finite values are left out (an evaluator that returned nothing gives {})."""
+    out = {}
+    for m in metrics_of(kind):
+        node = metrics_json
+        for key in m.path:
+            node = node.get(key) if isinstance(node, dict) else None
+        value = _number(node)
+        if value is not None:
+            out[m.id] = value * m.scale
+    return out
