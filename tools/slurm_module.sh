@@ -5,6 +5,11 @@
 #
 #   GPUS=32 GPUS_PER_NODE=8 bash tools/slurm_module.sh MODULE PARTITION JOB_NAME [flags...]
 #
+# Without GPUs (a CPU partition, a cluster without GRES, tools/slurm_cluster.sh):
+# GPUS_PER_NODE=0 asks for no --gres, hides any GPU from the tasks and makes GPUS
+# the number of CPU tasks (default 1; several talk over gloo), each with CPUS_PER_TASK cores:
+#   GPUS=1 GPUS_PER_NODE=0 CPUS_PER_TASK=2 bash tools/slurm_pretrain.sh debug pt --config ...
+#
 # Each task learns its rank from SLURM_PROCID / SLURM_LOCALID / SLURM_NTASKS
 # (pretrain/distributed.py maps them to torchrun's RANK / LOCAL_RANK / WORLD_SIZE).
 set -euo pipefail
@@ -13,16 +18,26 @@ if [[ $# -lt 3 ]]; then
   exit 2
 fi
 MODULE=$1; PARTITION=$2; JOB_NAME=$3; shift 3
-GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+if [[ "$GPUS_PER_NODE" == 0 ]]; then GPUS=${GPUS:-1}; else GPUS=${GPUS:-8}; fi
 CPUS_PER_TASK=${CPUS_PER_TASK:-10}
 SRUN_ARGS=${SRUN_ARGS:-}
+for v in GPUS GPUS_PER_NODE CPUS_PER_TASK; do
+  [[ "${!v}" =~ ^[0-9]+$ && ( "${!v}" -gt 0 || $v == GPUS_PER_NODE ) ]] \
+    || { echo "slurm_${MODULE}.sh: $v must be a positive whole number (GPUS_PER_NODE=0: no GPUs), not '${!v}'" >&2; exit 2; }
+done
+if [[ "$GPUS_PER_NODE" == 0 ]]; then
+  PLACE=()
+  export CUDA_VISIBLE_DEVICES=""  # zero GPUs per task, even on a GPU node
+else
+  PLACE=(--gres=gpu:"$GPUS_PER_NODE" --ntasks-per-node="$GPUS_PER_NODE")
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${DT_VENV:-$ROOT/.venv}/bin/python"
 [[ -x "$PY" ]] || PY=python
 export MASTER_PORT=${PORT:-29500}
 # shellcheck disable=SC2086
-srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
-  --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 $SRUN_ARGS \
+srun -p "$PARTITION" --job-name="$JOB_NAME" "${PLACE[@]}" --ntasks="$GPUS" \
+  --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 $SRUN_ARGS \
   bash -c 'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1); exec "$0" -u -m "$@"' \
   "$PY" "$MODULE" "$@"
