@@ -14,6 +14,13 @@ Formats read:
   or a bare state dict. A ``module.`` prefix (DDP) is stripped.
 
 Everything loads with ``torch.load(weights_only=True)``: no pickled code runs.
+
+Input normalisation travels with the weights: an export's ``meta`` (and a
+training checkpoint's ``normalization``) records the ``mean``, ``std`` and
+``interpolation`` the weights were trained with, and every consumer (``--eval``,
+classification transfer, ``TimmDropBackbone``) takes it from
+``normalization_from_meta``. A file without meta (the paper's release) gets the
+paper's: ImageNet's mean/std for every model, bicubic.
 """
 from __future__ import annotations
 
@@ -24,16 +31,26 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .models import same_architecture
+from .errors import UserError
+from .models import PAPER_MODELS, same_architecture
 
 __all__ = ["CheckpointError", "read_checkpoint", "split_checkpoint", "run_meta", "to_timm_layout",
-           "load_pretrained", "file_sha256", "provenance", "LoadReport", "EXPORT_FORMAT"]
+           "load_pretrained", "file_sha256", "provenance", "LoadReport", "EXPORT_FORMAT", "PAPER_NORMALIZATION",
+           "normalization_from_meta", "normalization_of_file", "model_normalization", "set_model_normalization"]
 
 EXPORT_FORMAT = "dropout-transfer/weights-v1"
 
+# The paper's input pipeline (its datasets.py, imagenet_default_mean_and_std=True):
+# ImageNet's mean/std for every model (timm's own default for vit_*/mixer_* is 0.5),
+# bicubic resizing.
+PAPER_NORMALIZATION = {"mean": [float(v) for v in IMAGENET_DEFAULT_MEAN],
+                       "std": [float(v) for v in IMAGENET_DEFAULT_STD], "interpolation": "bicubic"}
+NORMALIZATION_KEYS = tuple(PAPER_NORMALIZATION)
 
-class CheckpointError(Exception):
+
+class CheckpointError(UserError):
     """A checkpoint that cannot be used: the message names the file and the keys."""
 
 
@@ -64,21 +81,68 @@ def run_meta(args: dict, method: str) -> dict:
     """What weights record of the run that trained them: architecture and drop
     method. Part of an export's ``meta``, and read back from a training
     checkpoint's ``args``, so fine-tuning from ``checkpoint-best.pth`` records it too."""
-    keys = ("input_size", "model_kwargs", "dropout", "drop_path", "drop_mode", "drop_schedule", "cutoff_epoch",
-            "epochs", "seed")
+    keys = ("input_size", "crop_pct", "model_kwargs", "dropout", "drop_path", "drop_mode", "drop_schedule",
+            "cutoff_epoch", "epochs", "seed")
     return {"arch": args.get("model"), **{k: args.get(k) for k in keys}, "method": method}
+
+
+def normalization_from_meta(meta: dict) -> dict:
+    """``{mean, std, interpolation}`` the weights with this ``meta`` were trained with
+    (mean/std in [0, 1] units, RGB): the one rule every consumer uses.
+
+    * recorded in the meta (exports and training checkpoints of this suite): that;
+    * no meta at all (the paper's release, a bare state dict): the paper's;
+    * a meta without it (written before the suite recorded normalisation, when it
+      took timm's default config of the architecture): that default.
+    """
+    if meta.get("mean") is not None and meta.get("std") is not None:
+        return {"mean": [float(v) for v in meta["mean"]], "std": [float(v) for v in meta["std"]],
+                "interpolation": meta.get("interpolation") or PAPER_NORMALIZATION["interpolation"]}
+    if not meta:
+        return {"mean": list(PAPER_NORMALIZATION["mean"]), "std": list(PAPER_NORMALIZATION["std"]),
+                "interpolation": PAPER_NORMALIZATION["interpolation"]}
+    from timm.models import get_pretrained_cfg
+    arch = meta.get("arch")
+    cfg = get_pretrained_cfg(PAPER_MODELS.get(arch, arch)) if arch else None
+    if cfg is None:
+        return normalization_from_meta({})
+    return {"mean": [float(v) for v in cfg.mean], "std": [float(v) for v in cfg.std],
+            "interpolation": cfg.interpolation or PAPER_NORMALIZATION["interpolation"]}
+
+
+def normalization_of_file(path) -> dict:
+    """``normalization_from_meta`` of a checkpoint file."""
+    path = Path(path)
+    return normalization_from_meta(split_checkpoint(read_checkpoint(path), path)[1])
+
+
+def set_model_normalization(model: nn.Module, norm: dict) -> None:
+    """Record the normalisation a model is trained with in its timm ``pretrained_cfg``
+    (where timm's ``resolve_data_config`` looks); exports and checkpoints copy it from there."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    cfg.update({k: norm[k] for k in NORMALIZATION_KEYS})
+    model.pretrained_cfg = model.default_cfg = cfg
+
+
+def model_normalization(model: nn.Module) -> dict:
+    """``{mean, std, interpolation}`` of the model's timm ``pretrained_cfg`` (what
+    ``set_model_normalization`` put there; {} for a model without one)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("mean") is None:
+        return {}
+    return {"mean": [float(v) for v in cfg["mean"]], "std": [float(v) for v in cfg["std"]],
+            "interpolation": cfg.get("interpolation") or PAPER_NORMALIZATION["interpolation"]}
 
 
 def _training_checkpoint_meta(obj: dict) -> dict:
     from .drop_schedule import DropPlan
     args = obj["args"]
     try:
-        method = DropPlan.build(dropout=args["dropout"], drop_path=args["drop_path"], drop_mode=args["drop_mode"],
-                                drop_schedule=args["drop_schedule"], cutoff_epoch=args["cutoff_epoch"],
-                                epochs=args["epochs"], iters_per_epoch=obj["iters_per_epoch"]).describe()
+        method = DropPlan.from_flags(args, obj["iters_per_epoch"]).describe()
     except (KeyError, TypeError, ValueError):  # args of another program: record what is there
         method = "unknown (training checkpoint without a readable drop schedule)"
-    return {"kind": obj.get("kind"), **run_meta(args, method), "next_step": obj.get("next_step")}
+    return {"kind": obj.get("kind"), **run_meta(args, method), **(obj.get("normalization") or {}),
+            "next_step": obj.get("next_step")}
 
 
 def split_checkpoint(obj: dict, path="<checkpoint>") -> Tuple[Dict[str, torch.Tensor], dict]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
 __all__ = ["DropSchedule", "DropPlan", "DROP_MODES", "DROP_SHAPES"]
 
@@ -164,6 +164,15 @@ class DropPlan:
                       shape=drop_schedule, cutoff_epoch=cutoff_epoch)
         return cls(DropSchedule(dropout, name="dropout", **common),
                    DropSchedule(drop_path, name="drop_path", **common))
+
+    # The flags of a training run that define its plan (``--dropout`` ... ``--epochs``).
+    FLAGS = ("dropout", "drop_path", "drop_mode", "drop_schedule", "cutoff_epoch", "epochs")
+
+    @classmethod
+    def from_flags(cls, flags: Mapping, iters_per_epoch: int) -> "DropPlan":
+        """The plan of a run from its flags (parsed args as a dict, or a checkpoint's
+        ``args``); a missing flag is a ``KeyError`` naming it."""
+        return cls.build(**{k: flags[k] for k in cls.FLAGS}, iters_per_epoch=iters_per_epoch)
 
     def __call__(self, iteration: int) -> Tuple[float, float]:
         return self.dropout(iteration), self.drop_path(iteration)

@@ -7,8 +7,9 @@
   (most read ``self.attn_drop.p`` at call time, which the module update covers);
 * every timm ``DropPath`` with its *relative depth*: its construction-time rate
   divided by the largest one. timm spreads stochastic depth linearly over depth
-  (ViT, Swin, ConvNeXt) or uniformly (MLP-Mixer) when it builds a model; keeping
-  the ratios reproduces that spread for any rate set later.
+  when it builds ViT, Swin and ConvNeXt, and ``create_model_with_drop`` gives
+  MLP-Mixer the paper's linear spread too (timm's own is uniform); keeping the
+  ratios reproduces that spread for any rate set later.
 
 ``sites.apply(dropout, drop_path)`` is then a loop over a few lists: cheap
 enough for every iteration.
@@ -27,10 +28,12 @@ import torch.nn as nn
 from timm.layers import DropPath
 from timm.models.convnext import ConvNeXtBlock
 
+from .errors import UserError
+
 __all__ = ["DropSites", "NoDropSitesError"]
 
 
-class NoDropSitesError(ValueError):
+class NoDropSitesError(UserError, ValueError):
     """A non-zero rate was requested for a kind of site the model does not have."""
 
 

@@ -10,11 +10,12 @@ gets ``lr * rate ** (num_layers + 1 - i)``.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, Collection, Iterable, List, Optional, Tuple
 
 import torch.nn as nn
 
-__all__ = ["block_prefixes", "num_layers", "layer_id", "lr_scale", "NO_DECAY_NAMES"]
+__all__ = ["block_prefixes", "num_layers", "layer_id", "lr_scale", "check_rate", "no_weight_decay", "param_groups",
+           "NO_DECAY_NAMES"]
 
 # Tokens and tables that, like biases and norms, get no weight decay.
 NO_DECAY_NAMES = ("cls_token", "pos_embed", "reg_token", "relative_position_bias_table", "absolute_pos_embed")
@@ -51,7 +52,41 @@ def layer_id(model: nn.Module, name: str) -> int:
     return len(blocks) + 1
 
 
-def lr_scale(model: nn.Module, name: str, rate: float) -> float:
+def check_rate(rate: float) -> float:
     if not 0 < rate <= 1:
         raise ValueError(f"layer decay rate {rate} must lie in (0, 1]")
-    return rate ** (num_layers(model) + 1 - layer_id(model, name))
+    return rate
+
+
+def lr_scale(model: nn.Module, name: str, rate: float) -> float:
+    return check_rate(rate) ** (num_layers(model) + 1 - layer_id(model, name))
+
+
+def no_weight_decay(name: str, param: nn.Parameter, skip: Collection[str] = ()) -> bool:
+    """timm's convention: no weight decay on biases, norms and other 1-D parameters,
+    tokens and position tables (``NO_DECAY_NAMES``), and what the model names in ``skip``."""
+    return param.ndim <= 1 or name.endswith(".bias") or name in skip or name.rsplit(".", 1)[-1] in NO_DECAY_NAMES
+
+
+def param_groups(named_params: Iterable[Tuple[str, nn.Parameter]], weight_decay: float, rate: float = 1.0,
+                 layer_of: Optional[Callable[[str], int]] = None, num_layers: int = 0,
+                 skip: Collection[str] = ()) -> List[dict]:
+    """Optimizer groups of the trainable parameters, one per (layer, decay or not), in
+    layer order. Each carries ``lr_scale = rate ** (num_layers + 1 - layer)`` and
+    ``wd_scale`` (0 or 1) beside ``weight_decay``, ``layer_id`` and ``param_names``.
+    The one rule for the classification engine and the mmengine constructor."""
+    check_rate(rate)
+    groups = {}
+    for name, p in named_params:
+        if not p.requires_grad:
+            continue
+        no_decay = no_weight_decay(name, p, skip)
+        layer = layer_of(name) if layer_of is not None and rate < 1 else num_layers + 1
+        key = (layer, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "param_names": [], "weight_decay": 0.0 if no_decay else weight_decay,
+                           "wd_scale": 0.0 if no_decay else 1.0, "lr_scale": rate ** (num_layers + 1 - layer),
+                           "layer_id": layer}
+        groups[key]["params"].append(p)
+        groups[key]["param_names"].append(name)
+    return [groups[k] for k in sorted(groups)]

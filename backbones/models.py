@@ -4,22 +4,26 @@ After ``import backbones``, ``timm.create_model(name)`` works for every name in
 ``PAPER_MODELS``. Where timm has the architecture, the paper's name is an alias
 of timm's; ``swin_femto`` (not in timm) is registered here with the paper's
 sizes. ``create_model_with_drop`` builds any timm model so that every dropout
-and stochastic-depth site exists, whatever rate a schedule starts from.
+and stochastic-depth site exists, whatever rate a schedule starts from, and
+gives MLP-Mixer the paper's spread of stochastic depth over blocks.
 """
 from __future__ import annotations
 
 import timm
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
+from timm.models.mlp_mixer import MixerBlock, MlpMixer
 from timm.models.swin_transformer import SwinTransformer, _create_swin_transformer
 
 from .drop_sites import DropSites
+from .errors import UserError
 
 __all__ = ["PAPER_MODELS", "UnknownModelError", "create_model_with_drop", "same_architecture"]
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserError, ValueError):
     """A model name neither the paper nor timm knows."""
 
 # The paper's name -> the timm architecture it denotes.
@@ -77,7 +81,8 @@ def create_model_with_drop(name: str, *, dropout: float = 0.0, drop_path: float 
 
     ``dropout`` and ``drop_path`` are the *peak* rates of the schedule. The model
     is built with them so that timm creates every site (it omits DropPath at
-    rate 0) and spreads stochastic depth over depth its usual way; a schedule
+    rate 0) and spreads stochastic depth over depth its usual way (MLP-Mixer:
+    the paper's way, linearly from 0, not timm's uniform rate); a schedule
     then sets the rate of iteration 0 (zero for late dropout) through
     ``DropSites``. timm keeps an ``nn.Dropout`` at every dropout site even at
     rate 0, so dropout needs nothing at construction. Fails clearly when a rate
@@ -88,5 +93,20 @@ def create_model_with_drop(name: str, *, dropout: float = 0.0, drop_path: float 
                          "(any timm model name also works)")
     # No drop_rate: timm uses it for the classifier head's dropout, which no schedule drives.
     model = timm.create_model(name, drop_path_rate=drop_path, **kwargs)
+    _spread_mixer_drop_path(model, drop_path)
     DropSites(model, name).check(dropout, drop_path)
     return model
+
+
+def _spread_mixer_drop_path(model: nn.Module, drop_path: float) -> None:
+    """The paper's MLP-Mixer spreads stochastic depth linearly over its blocks,
+    ``linspace(0, p, depth)`` as ViT does; timm's gives every block ``p`` (about
+    twice the regularisation). Set the paper's spread at construction: ``DropSites``
+    keeps each block's share of the deepest rate, so every later rate follows it."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(model, MlpMixer) or not blocks or not all(isinstance(b, MixerBlock) for b in blocks):
+        return
+    depth = len(blocks)
+    for i, block in enumerate(blocks):
+        if isinstance(block.drop_path, DropPath):
+            block.drop_path.drop_prob = drop_path * i / (depth - 1) if depth > 1 else drop_path

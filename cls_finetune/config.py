@@ -1,13 +1,13 @@
 """Flags of a classification-transfer run: the training flags every run of the
-suite shares (pretrain/config.py) plus the dataset and the starting checkpoint.
+suite shares (training/config.py) plus the dataset and the starting checkpoint.
 Defaults are the fine-tuning recipe of ``cls_configs/_base_/finetune.yaml``."""
 from __future__ import annotations
 
 import argparse
 from typing import List, Optional
 
-from pretrain.config import ConfigError, _bool, add_training_args
-from pretrain.config import parse_args as _parse_args
+from training.config import ConfigError, _bool, add_training_args
+from training.config import parse_args as parse_training_args
 
 from .datasets import CHOICES
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    args = _parse_args(argv, build_parser())
+    args = parse_training_args(build_parser(), argv)
     if args.linear_probe and (args.dropout > 0 or args.drop_path > 0):
         raise ConfigError(f"--linear_probe: the frozen backbone runs in eval mode, so --dropout {args.dropout} / "
                           f"--drop_path {args.drop_path} would do nothing; set both to 0")

@@ -36,7 +36,7 @@ import torchvision.datasets as tvd
 from PIL import UnidentifiedImageError
 from torch.utils.data import ConcatDataset, Dataset
 
-from pretrain.data import DataError, SafeImageFolder, check_image_folder
+from training.data import DataError, SafeImageFolder, check_image_folder
 
 __all__ = ["DATASETS", "DatasetSpec", "TransferSplits", "build_splits"]
 

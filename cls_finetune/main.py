@@ -6,7 +6,7 @@ a small dataset and report top-1 / top-5 on its official test split.
     bash tools/cls_finetune.sh 8 --config ...          # torchrun, one process per GPU
 
 The recipe, checkpoints, exact resume and run record are the ones pretraining
-uses (pretrain/driver.py); this file adds the datasets, a new head sized to the
+uses (training/run.py); this file adds the datasets, a new head sized to the
 dataset, the linear probe and the starting checkpoint's provenance. In the
 logs, ``val_*`` is measured on the official test split.
 """
@@ -19,11 +19,12 @@ from typing import List, Optional
 import torch.nn as nn
 
 from backbones.checkpoint import CheckpointError, load_pretrained, read_checkpoint, split_checkpoint
+from backbones.errors import run_cli
 from backbones.models import same_architecture
-from pretrain.config import ConfigError
-from pretrain.driver import RunData, TrainingRun, build_timm_model, build_transforms, make_loaders
-from pretrain.main import report_user_errors
-from pretrain.state import latest_checkpoint, load_training_checkpoint
+from training.config import ConfigError
+from training.data import build_transforms, make_loaders
+from training.run import RunContext, RunData, TrainingRun, build_timm_model
+from training.state import latest_checkpoint, load_training_checkpoint
 
 from .config import parse_args
 from .datasets import build_splits
@@ -106,35 +107,31 @@ class FinetuneRun(TrainingRun):
         new_head(model, len(splits.classes))
         if args.linear_probe:
             freeze_backbone(model)
-        self.test_images = len(splits.test)
         train_loader, train_sampler, test_loader = make_loaders(args, splits.train, splits.test)
         return RunData(model, splits.classes, splits.train, train_loader, train_sampler, test_loader,
-                       description=splits.description)
+                       description=splits.description,
+                       record={"dataset": args.dataset, "data_path": str(Path(args.data_path).resolve()),
+                               "mode": self.mode, "test_images": len(splits.test)})
 
-    def initial_weights(self, model: nn.Module) -> Optional[dict]:
+    def initial_weights(self, ctx: RunContext) -> Optional[dict]:
         args = self.args
         if not args.finetune:
             raise ConfigError("--finetune: name the pretrained checkpoint to transfer (weights.pth of "
                               "tools/pretrain.sh or a paper release)")
         # --eval measures a fine-tuned classifier: then the head must come from the file.
-        report = load_pretrained(model, args.finetune, keep_head=args.eval, expected_arch=args.model)
+        report = load_pretrained(ctx.model, args.finetune, keep_head=args.eval, expected_arch=args.model)
         if args.eval and report.skipped_head:
             raise CheckpointError(f"--eval: {args.finetune} holds no classifier for the "
-                                  f"{len(self.data.classes)} classes of {self.data.description}")
+                                  f"{len(ctx.data.classes)} classes of {ctx.data.description}")
         return report.provenance
 
     def train_mode(self, model: nn.Module) -> None:
         (linear_probe_mode if self.args.linear_probe else nn.Module.train)(model)
 
-    def record(self) -> dict:
-        args = self.args
-        return {"dataset": args.dataset, "data_path": str(Path(args.data_path).resolve()),
-                "mode": self.mode, "test_images": self.test_images}
-
-    def summary(self) -> dict:
-        pretrain = (self.origin or {}).get("pretrain", {})
+    def summary(self, ctx: RunContext) -> dict:
+        origin = ctx.origin or {}
         return {"dataset": self.args.dataset, "mode": self.mode,
-                "pretrain_method": pretrain.get("method"), "pretrain_sha256": (self.origin or {}).get("sha256")}
+                "pretrain_method": origin.get("pretrain", {}).get("method"), "pretrain_sha256": origin.get("sha256")}
 
     @property
     def mode(self) -> str:
@@ -146,7 +143,7 @@ def run(args) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return report_user_errors(lambda: run(parse_args(argv)))
+    return run_cli(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

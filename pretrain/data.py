@@ -1,128 +1,72 @@
-"""ImageNet-style folders, timm's augmentations, and a sampler that makes every
-sample's augmentation a function of (seed, epoch, position) alone.
-
-That last property is what lets a run killed mid-epoch resume to bit-identical
-weights: the resumed loader skips the samples already seen without replaying
-their random draws, whatever the number of workers.
-"""
+"""ImageNet-style folders for pretraining: the train/val loaders and the fixed,
+augmentation-free images of the gradient diagnostics (compared mini-batches and
+a disjoint reference set)."""
 from __future__ import annotations
 
-import contextlib
-import math
-import random
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import List, Tuple
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset, Sampler
-from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
+import torch.nn as nn
+from torch.utils.data import DataLoader, Subset
 
-__all__ = ["DataError", "check_image_folder", "SafeImageFolder", "SeededDataset", "EpochSampler",
-           "isolated_rng"]
+from training.config import ConfigError
+from training.data import DataError, SafeImageFolder, build_transforms, make_loaders
 
-
-class DataError(Exception):
-    """Bad input data: the message names the path and what was expected."""
+__all__ = ["build_loaders", "diagnostic_split", "diagnostic_batches"]
 
 
-def check_image_folder(split_dir: Path, flag: str = "--data_path") -> List[str]:
-    """Classes of an ImageNet-style split folder, or a DataError naming what is wrong."""
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise DataError(f"{flag}: no directory {split_dir} (expected <data_path>/{split_dir.name}/"
-                        "<class>/<image> as in ImageNet's layout)")
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
-    if not classes:
-        raise DataError(f"{flag}: {split_dir} has no class folders (expected {split_dir}/<class>/<image>)")
-    for c in classes:
-        if not any(p.suffix.lower() in IMG_EXTENSIONS for p in (split_dir / c).rglob("*") if p.is_file()):
-            raise DataError(f"{flag}: class folder {split_dir / c} has no images "
-                            f"(extensions {', '.join(IMG_EXTENSIONS)})")
-    return classes
+def build_loaders(args, model: nn.Module):
+    root = Path(args.data_path)
+    train_tf, val_tf = build_transforms(args, model)
+    train = SafeImageFolder(root / "train", train_tf)
+    val = SafeImageFolder(root / "val", val_tf)
+    if train.classes != val.classes:
+        extra = sorted(set(train.classes) ^ set(val.classes))
+        raise DataError(f"--data_path {root}: train/ and val/ have different class folders "
+                        f"(only in one of them: {', '.join(extra[:10])})")
+    train_loader, train_sampler, val_loader = make_loaders(args, train, val)
+    return train, train_loader, train_sampler, val_loader, val_tf
 
 
-def _load_rgb(path: str) -> Image.Image:
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"corrupt or unreadable image {path}: {exc}") from None
+# Reference sets up to this many images are decoded once and kept in memory;
+# larger ones (up to the whole split) are streamed at every measurement.
+CACHED_REFERENCE_IMAGES = 2048
 
 
-class SafeImageFolder(ImageFolder):
-    """torchvision's ImageFolder whose loader names the file it could not read."""
-
-    def __init__(self, root: Path, transform=None, flag: str = "--data_path"):
-        check_image_folder(Path(root), flag)
-        super().__init__(str(root), transform=transform, loader=_load_rgb)
-
-
-@contextlib.contextmanager
-def isolated_rng(seed: int):
-    """Seed python, numpy and torch (CPU) for a block, then restore their states,
-    so that data loading in the main process never disturbs the training RNG."""
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
+def diagnostic_split(num_images: int, compared: int, reference: int, seed: int) -> Tuple[List[int], List[int]]:
+    """Training-set indices of the diagnostics: the ``compared`` images whose
+    mini-batch gradients GDV/GDE compare (the start of a permutation fixed by
+    ``seed``) and, disjoint from them, the ``reference`` images of the
+    whole-dataset gradient (the next ones; 0: every other image)."""
+    perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed)).tolist()
+    rest = perm[compared:]
+    return perm[:compared], (rest if reference == 0 else rest[:reference])
 
 
-class SeededDataset(Dataset):
-    """Indexed by ``(index, seed)`` pairs from ``EpochSampler``: the transform of a
-    sample runs under its own seed."""
+def diagnostic_batches(args, eval_tf):
+    """(the ``--diag_batches`` mini-batches compared for GDV/GDE, the batches of the
+    whole-dataset gradient): training images without augmentation, fixed by
+    ``--seed``. The reference set (``--diag_samples`` images, 0: all the others)
+    never contains a compared image: a mini-batch inside its own reference would
+    pull GDE down by an amount that depends on the drop rate."""
+    data = SafeImageFolder(Path(args.data_path) / "train", eval_tf)
+    compared = args.diag_batches * args.batch_size
+    left = len(data) - compared
+    if left <= 0:
+        raise ConfigError(f"--diag_batches {args.diag_batches} x --batch_size {args.batch_size} = {compared} "
+                          f"compared images, but --data_path {args.data_path} has only {len(data)} training "
+                          "images: the whole-dataset gradient needs images of its own")
+    if args.diag_samples > left:
+        raise ConfigError(f"--diag_samples {args.diag_samples}: only {left} training images are left once the "
+                          f"{compared} compared ones (--diag_batches {args.diag_batches} x --batch_size "
+                          f"{args.batch_size}) are set aside; ask at most {left}, or 0 for all of them")
+    compared_idx, reference_idx = diagnostic_split(len(data), compared, args.diag_samples, args.seed)
 
-    def __init__(self, base: Dataset):
-        self.base = base
+    def loader(indices):  # its own generator: iterating leaves the global RNG alone
+        return DataLoader(Subset(data, indices), batch_size=args.batch_size, num_workers=args.num_workers,
+                          generator=torch.Generator())
 
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key: Tuple[int, int]):
-        index, seed = key
-        with isolated_rng(seed):
-            return self.base[index]
-
-
-class EpochSampler(Sampler):
-    """Shuffles with a permutation fixed by (seed, epoch), shards it over ranks and
-    yields ``(index, per-sample seed)``. ``start`` skips the first samples of this
-    rank's shard (mid-epoch resume). Training drops the tail that does not fill
-    every rank; evaluation (``shuffle=False``) shards without padding or dropping."""
-
-    def __init__(self, size: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
-        self.size, self.shuffle, self.seed = size, shuffle, seed
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def _order(self) -> List[int]:
-        if not self.shuffle:
-            return list(range(self.size))[self.rank::self.world_size]
-        g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
-        perm = torch.randperm(self.size, generator=g).tolist()
-        per_rank = self.size // self.world_size
-        return perm[self.rank * per_rank:(self.rank + 1) * per_rank]
-
-    def __iter__(self) -> Iterator[Tuple[int, int]]:
-        base = (self.seed * 7919 + self.epoch) * 1000003 + self.rank
-        for pos, index in enumerate(self._order()):
-            if pos >= self.start:
-                yield index, (base * 1000033 + pos) % (2 ** 63)
-
-    def __len__(self) -> int:
-        n = math.ceil((self.size - self.rank) / self.world_size) if not self.shuffle \
-            else self.size // self.world_size
-        return max(0, n - self.start)
-
+    reference = loader(reference_idx)
+    return list(loader(compared_idx)), (list(reference) if len(reference_idx) <= CACHED_REFERENCE_IMAGES
+                                         else reference)

@@ -13,7 +13,7 @@ from torchvision.datasets.utils import calculate_md5
 from cls_finetune.datasets import DATASETS, MD5_CHECKED, build_splits
 from cls_finetune.main import main
 from helpers import REPO, assert_fails_with
-from pretrain.data import DataError
+from training.data import DataError
 from tv_fixtures import WRITERS, palette
 
 TF = transforms.Compose([transforms.Resize((24, 24)), transforms.ToTensor()])

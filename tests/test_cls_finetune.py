@@ -142,7 +142,7 @@ def test_eval_reproduces_the_final_accuracy(weights, small_transfer, tmp_path, c
 
 
 def test_layer_decay_scales_each_block():
-    from pretrain.engine import param_groups
+    from training.engine import param_groups
     from timm import create_model
     model = create_model("vit_tiny_patch16_224", depth=3, num_classes=5)
     groups = param_groups(model, 0.05, layer_decay=0.5)

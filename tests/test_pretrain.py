@@ -188,7 +188,7 @@ def test_two_processes_with_torchrun_on_cpu(small_imagenet, tmp_path):
 
 
 def test_slurm_variables_map_to_torchrun_ones():
-    from pretrain.distributed import env_from_slurm
+    from training.distributed import env_from_slurm
     env = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "16"}
     env_from_slurm(env)
     assert (env["RANK"], env["LOCAL_RANK"], env["WORLD_SIZE"]) == ("5", "1", "16")
@@ -202,4 +202,4 @@ def test_bf16_autocast_runs_on_cpu(small_imagenet, tmp_path):
     out = tmp_path / "bf16"
     run([*TINY, "--data_path", small_imagenet, "--epochs", "1", "--output_dir", out, "--amp", "bf16"])
     assert all(math.isfinite(r["loss"]) for r in read_jsonl(out / "log_iter.jsonl"))
-    assert json.loads((out / "run.json").read_text())["amp"] == "torch.bfloat16"
+    assert json.loads((out / "run.json").read_text())["amp"] == "bf16"

@@ -19,25 +19,24 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+import records
+from backbones.errors import UserError, run_cli
+
 MEASURES = [("grad_norm", "gradient norm"), ("model_distance", "distance to init ||W - W0||"),
             ("gdv", "gradient direction variance"), ("gde", "gradient direction error")]
 
 
 def run_label(run: Path) -> str:
-    info = run / "run.json"
-    if info.is_file():
-        meta = json.loads(info.read_text())
-        return f"{meta.get('model', '?')}: {meta.get('method', '?')}"
-    return run.name
+    return records.run_label(run)
 
 
 def load_runs(runs):
     series = {}
     for run in map(Path, runs):
-        log = run / "diagnostics.jsonl"
+        log = run / records.DIAGNOSTICS
         if not log.is_file():
-            raise SystemExit(f"error: {log} not found (train with --diag_every N to write it)")
-        series[run_label(run)] = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            raise UserError(f"{log} not found (train with --diag_every N to write it)")
+        series[run_label(run)] = records.read_jsonl(log)
     return series
 
 
@@ -64,11 +63,12 @@ def measure_checkpoints(paths, args) -> list:
     import torch.nn as nn
 
     from backbones import DropPlan, DropSites
+    from pretrain.data import build_loaders, diagnostic_batches
     from pretrain.diagnostics import measure
-    from pretrain.main import build_loaders, build_model, diagnostic_batches
-    from pretrain.state import load_training_checkpoint
-    from pretrain.data import check_image_folder
-    from pretrain.distributed import pick_device
+    from training.data import check_image_folder
+    from training.distributed import pick_device
+    from training.run import build_timm_model
+    from training.state import load_training_checkpoint
 
     device = pick_device()
     results = []
@@ -80,14 +80,11 @@ def measure_checkpoints(paths, args) -> list:
         run_args.diag_batches, run_args.diag_samples = args.batches, args.samples
         run_args.num_workers = args.num_workers
         classes = check_image_folder(Path(run_args.data_path) / "train")
-        model = build_model(run_args, len(classes))
+        model = build_timm_model(run_args, len(classes))
         model.load_state_dict(ckpt["model"])
         model.to(device)
         # The drop rates the run had at this update.
-        plan = DropPlan.build(dropout=run_args.dropout, drop_path=run_args.drop_path,
-                              drop_mode=run_args.drop_mode, drop_schedule=run_args.drop_schedule,
-                              cutoff_epoch=run_args.cutoff_epoch, epochs=run_args.epochs,
-                              iters_per_epoch=ckpt["iters_per_epoch"])
+        plan = DropPlan.from_flags(ckpt["args"], ckpt["iters_per_epoch"])
         DropSites(model, run_args.model).apply(*plan(ckpt["next_step"]))
         *_, eval_tf = build_loaders(run_args, model)
         minibatches, batches = diagnostic_batches(run_args, eval_tf)
@@ -114,24 +111,19 @@ def main(argv=None) -> int:
     pm.add_argument("--num_workers", type=int, default=2)
     pm.add_argument("--out", default=None, help="JSON file for the results")
     args = p.parse_args(argv)
-    if args.cmd == "plot":
+    def plot_runs() -> None:
         series = load_runs(args.runs)
         out = Path(args.out)
         plot(series, out)
         out.with_suffix(".json").write_text(json.dumps(series, indent=1))
         print(f"wrote {out} and {out.with_suffix('.json')}")
-    else:
-        from backbones.checkpoint import CheckpointError
-        from pretrain.main import USER_ERRORS
-        try:
-            results = measure_checkpoints(args.checkpoints, args)
-        except USER_ERRORS + (CheckpointError,) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+
+    def measure_and_write() -> None:
+        results = measure_checkpoints(args.checkpoints, args)
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=1))
-    return 0
 
+    return run_cli(plot_runs if args.cmd == "plot" else measure_and_write)
 
 if __name__ == "__main__":
     sys.exit(main())

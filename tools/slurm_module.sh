@@ -11,7 +11,7 @@
 #   GPUS=1 GPUS_PER_NODE=0 CPUS_PER_TASK=2 bash tools/slurm_pretrain.sh debug pt --config ...
 #
 # Each task learns its rank from SLURM_PROCID / SLURM_LOCALID / SLURM_NTASKS
-# (pretrain/distributed.py maps them to torchrun's RANK / LOCAL_RANK / WORLD_SIZE).
+# (training/distributed.py maps them to torchrun's RANK / LOCAL_RANK / WORLD_SIZE).
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
   echo "usage: GPUS=N bash tools/slurm_${1:-<module>}.sh PARTITION JOB_NAME [flags...]" >&2

@@ -10,10 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from backbones.openmmlab.cli import (LaunchError, build_runner, check_datasets, common_parser,  # noqa: E402
-                                     load_config, run_reporting_errors)
+from mm_launch import LaunchError, check_datasets, common_parser, load_config, run_checked, run_cli
 
 
 def main(argv=None) -> int:
@@ -28,10 +25,11 @@ def main(argv=None) -> int:
         cfg.load_from = args.checkpoint
         # The fine-tuned weights replace the backbone's; don't load pretrained weights again.
         cfg.model.backbone.pop("init_cfg", None)
-        check_datasets(cfg, ["test_dataloader"])
-        build_runner(cfg).test()
+        loaders = ["test_dataloader"]
+        check_datasets(cfg, loaders)
+        run_checked(cfg, loaders, "test")
 
-    return run_reporting_errors(test)
+    return run_cli(test)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from backbones.openmmlab.cli import (LaunchError, build_runner, check_datasets, common_parser,  # noqa: E402
-                                     load_config, run_reporting_errors)
+from mm_launch import LaunchError, check_datasets, common_parser, load_config, run_checked, run_cli
 
 
 def main(argv=None) -> int:
@@ -34,10 +31,11 @@ def main(argv=None) -> int:
             if not Path(args.resume).is_file():
                 raise LaunchError(f"--resume {args.resume}: no such checkpoint")
             cfg.resume, cfg.load_from = True, args.resume
-        check_datasets(cfg, ["train_dataloader", "val_dataloader"])
-        build_runner(cfg).train()
+        loaders = ["train_dataloader", "val_dataloader"]
+        check_datasets(cfg, loaders)
+        run_checked(cfg, loaders, "train")
 
-    return run_reporting_errors(train)
+    return run_cli(train)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-from ..layer_decay import NO_DECAY_NAMES
+from ..layer_decay import param_groups
 
 __all__ = ["LayerDecayOptimWrapperConstructor"]
 
@@ -31,20 +31,17 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if backbone is None or not hasattr(backbone, "layer_id"):
             raise TypeError("LayerDecayOptimWrapperConstructor needs model.backbone to be a TimmDropBackbone")
         rate = float(self.paramwise_cfg.get("layer_decay_rate", 1.0))
-        if not 0 < rate <= 1:
-            raise ValueError(f"paramwise_cfg.layer_decay_rate={rate} must lie in (0, 1]")
-        top = backbone.num_layers + 1
-        groups = {}
-        for name, param in model.named_parameters():
-            if not param.requires_grad:
-                continue
-            layer = backbone.layer_id(name[len("backbone."):]) if name.startswith("backbone.") else top
-            no_decay = param.ndim == 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES
-            key = (layer, no_decay)
-            if key not in groups:
-                groups[key] = {"params": [], "lr": self.base_lr * rate ** (top - layer),
-                               "weight_decay": 0.0 if no_decay else self.base_wd, "layer_id": layer,
-                               "param_names": []}
-            groups[key]["params"].append(param)
-            groups[key]["param_names"].append(name)
-        params.extend(groups[k] for k in sorted(groups))
+        top = backbone.num_layers + 1  # neck and heads come after the backbone's last block
+
+        def layer_of(name: str) -> int:
+            return backbone.layer_id(name[len("backbone."):]) if name.startswith("backbone.") else top
+
+        try:
+            groups = param_groups(model.named_parameters(), self.base_wd, rate, layer_of=layer_of,
+                                  num_layers=backbone.num_layers)
+        except ValueError as exc:
+            raise ValueError(f"paramwise_cfg.layer_decay_rate: {exc}") from None
+        for group in groups:
+            group["lr"] = self.base_lr * group.pop("lr_scale")
+            del group["wd_scale"]  # mmengine sets the decay per group once; nothing rescales it
+        params.extend(groups)

@@ -1,7 +1,7 @@
 # Mask R-CNN + FPN with a backbone of this suite (TimmDropBackbone). The
 # per-backbone files set arch, rates and the FPN input channels.
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
-custom_imports = dict(imports=['backbones'], allow_failed_imports=False)
+custom_imports = dict(imports=['backbones.openmmlab'], allow_failed_imports=False)
 runner_type = 'DropTransferRunner'  # weights-only-safe resume + run records
 model = dict(
     backbone=dict(

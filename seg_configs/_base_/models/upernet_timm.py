@@ -1,7 +1,7 @@
 # UperNet (+ FCN auxiliary head) with a backbone of this suite (TimmDropBackbone).
 # The per-backbone files set arch, rates and the heads' input channels.
 _base_ = 'mmseg::_base_/models/upernet_r50.py'
-custom_imports = dict(imports=['backbones'], allow_failed_imports=False)
+custom_imports = dict(imports=['backbones.openmmlab'], allow_failed_imports=False)
 runner_type = 'DropTransferRunner'  # weights-only-safe resume + run records
 model = dict(
     pretrained=None,

@@ -1,16 +1,20 @@
 """What tools/train.py and tools/test.py share: loading a det or seg config with
-the usual OpenMMLab flags, and checking that its datasets are on disk."""
+the usual OpenMMLab flags, and checking that its datasets are on disk (and, for
+COCO, that its annotations hold the config's classes) before a model is built."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
+from backbones.errors import UserError, run_cli  # noqa: F401  (the launchers' error reporting)
 
-class LaunchError(Exception):
+
+class LaunchError(UserError):
     """A config or dataset problem, stated in one line."""
 
 
@@ -81,20 +85,47 @@ def check_datasets(cfg: Config, loaders: List[str]) -> None:
                 raise LaunchError(f"{key}: {name} folder {root / sub} does not exist")
 
 
+def explain_empty_coco(cfg: Config, loaders: List[str]) -> Optional[str]:
+    """Why mmdet built an empty COCO dataset, if it is that none of the annotation
+    file's categories is among the config's classes (mmengine then fails with
+    'need at least one array to concatenate')."""
+    from mmdet.registry import DATASETS
+    for key, ds in _dataset_cfgs(cfg, loaders):
+        ann = Path(ds.get("data_root") or "") / (ds.get("ann_file") or "")
+        if ann.suffix != ".json" or not ann.is_file():
+            continue
+        wanted = (ds.get("metainfo") or {}).get("classes")
+        if wanted is None:
+            dataset_cls = DATASETS.get(ds.get("type"))
+            wanted = getattr(dataset_cls, "METAINFO", {}).get("classes", ())
+        try:
+            names = [c["name"] for c in json.loads(ann.read_text()).get("categories", [])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return f"{key}: annotation file {ann} is not readable COCO json"
+        if not set(names) & set(wanted):
+            return (f"{key}: none of the categories of {ann} ({', '.join(names[:8]) or 'none'}"
+                    f"{', ...' if len(names) > 8 else ''}) is among the config's classes "
+                    f"({', '.join(wanted[:8])}{', ...' if len(wanted) > 8 else ''}): set metainfo.classes to the "
+                    "file's categories")
+    return None
+
+
+def run_checked(cfg: Config, loaders: List[str], action: str) -> None:
+    """Build the runner and run ``action`` ('train' or 'test'); a dataset that came
+    out empty because of mismatched classes becomes one line."""
+    try:
+        getattr(build_runner(cfg), action)()
+    except ValueError as exc:
+        why = explain_empty_coco(cfg, loaders) if "need at least one array to concatenate" in str(exc) else None
+        if why is None:
+            raise
+        raise LaunchError(why) from None
+
+
 def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    import backbones  # noqa: F401  (registers the suite's backbone, hooks and runner)
+
+    import backbones.openmmlab  # noqa: F401  (registers the suite's backbone, hooks and runner)
     return RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
 
-
-def run_reporting_errors(body) -> int:
-    """Run ``body()``; a LaunchError or CheckpointError becomes one line on stderr and exit code 2."""
-    import sys
-    from ..checkpoint import CheckpointError
-    try:
-        body()
-    except (LaunchError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0

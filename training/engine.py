@@ -15,13 +15,14 @@ import torch.nn.functional as F
 
 from backbones import DropPlan, DropSites
 from backbones import layer_decay as layer_decay_lib
+from backbones.errors import UserError
 
 from . import distributed as D
 from .logger import RunLogger
 from .schedules import CosineSchedule
 
 
-class NonFiniteLossError(Exception):
+class NonFiniteLossError(UserError):
     """The loss became NaN or infinite: training stops before the bad update."""
 
 
@@ -39,26 +40,17 @@ def amp_dtype_for(choice: str, device: torch.device) -> Optional[torch.dtype]:
 
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0):
-    """Trainable parameters in optimizer groups. Weight decay on weights, none on
-    biases, norms and tokens (timm's convention); with ``layer_decay < 1`` each
-    layer's group also carries ``lr_scale`` (layer ids: backbones/layer_decay.py).
-    ``Trainer`` multiplies the scheduled lr and wd by ``lr_scale``/``wd_scale``."""
+    """Trainable parameters in optimizer groups (the rule: backbones/layer_decay.py).
+    ``Trainer`` multiplies the scheduled lr and wd by each group's ``lr_scale``/``wd_scale``."""
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
-    groups = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        no_decay = p.ndim <= 1 or name.endswith(".bias") or name in skip
-        layer = layer_decay_lib.layer_id(model, name) if layer_decay < 1 else 0
-        key = (layer, no_decay)
-        if key not in groups:
-            scale = layer_decay_lib.lr_scale(model, name, layer_decay) if layer_decay < 1 else 1.0
-            groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay,
-                           "wd_scale": 0.0 if no_decay else 1.0, "lr_scale": scale}
-        groups[key]["params"].append(p)
+    use_layers = layer_decay < 1
+    groups = layer_decay_lib.param_groups(
+        model.named_parameters(), weight_decay, layer_decay, skip=skip,
+        layer_of=(lambda name: layer_decay_lib.layer_id(model, name)) if use_layers else None,
+        num_layers=layer_decay_lib.num_layers(model) if use_layers else 0)
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
-    return [groups[k] for k in sorted(groups)]
+    return groups
 
 
 @dataclass

@@ -31,7 +31,7 @@ def trim_jsonl(path: Path, keep) -> None:
             break  # a line cut by the kill, and nothing after it can be trusted
         if keep(rec):
             kept.append(line)
-    path.write_text("".join(l + "\n" for l in kept))
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 class RunLogger:
