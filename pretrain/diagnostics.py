@@ -10,6 +10,20 @@
 
 Gradients are flattened over all trainable parameters. Measuring runs under an
 isolated RNG, so a run that measures trains exactly like one that does not.
+
+The estimator (``pretrain/data.py`` picks the images): the k compared
+mini-batches are fixed training images (no augmentation), and ``G`` is the mean
+eval-mode gradient over a *disjoint* reference set of N training images
+(``--diag_samples``; 0: every image but the compared ones). The paper takes ``G``
+over the whole training set. A finite N makes ``G`` the whole-set gradient plus
+sampling noise of variance about sigma^2/N (sigma^2: per-image gradient
+variance), which can only lower the expected cosine to it: GDE is biased
+*upwards*, by an amount that shrinks as 1/N, and alike for every run measured
+with the same N and seed. A reference set that contained the compared
+mini-batches would instead share their images with ``G`` (a batch of B images
+makes up B/N of it) and bias GDE *downwards*, by an amount that depends on how
+far the dropout-on mini-batch gradient is from its own dropout-off term in ``G``,
+i.e. on the drop rate being compared; hence the disjoint sets.
 """
 from __future__ import annotations
 

@@ -5,8 +5,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pretrain.diagnostics import (dataset_gradient, direction_error, direction_variance, flat_gradient,
-                                  measure, model_distance)
+from pretrain.diagnostics import (
+    dataset_gradient,
+    direction_error,
+    direction_variance,
+    flat_gradient,
+    measure,
+    model_distance,
+)
 
 
 def small_model():
@@ -89,9 +95,10 @@ def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path)
     import subprocess
     import sys
 
+    from helpers import REPO, TINY, read_jsonl
+
     from demo_data import write_imagenet
     from pretrain.main import main
-    from helpers import REPO, TINY, read_jsonl
 
     data = tmp_path / "data"
     write_imagenet(data, train_per_class=8, val_per_class=2, size=32, seed=4)
@@ -100,7 +107,7 @@ def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path)
     assert main([str(a) for a in [*common, "--output_dir", tmp_path / "plain"]]) == 0
     out = tmp_path / "diag"
     assert main([str(a) for a in [*common, "--output_dir", out, "--diag_every", "3",
-                                  "--diag_batches", "3", "--diag_samples", "64"]]) == 0
+                                  "--diag_batches", "3", "--diag_samples", "32"]]) == 0
     assert [r["loss"] for r in read_jsonl(out / "log_iter.jsonl")] == \
            [r["loss"] for r in read_jsonl(tmp_path / "plain/log_iter.jsonl")]
     recs = read_jsonl(out / "diagnostics.jsonl")
@@ -117,7 +124,7 @@ def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path)
     assert (tmp_path / "d.png").stat().st_size > 10_000
     # Measuring the final checkpoint offline gives the last logged values.
     res = subprocess.run([*tool, "measure", str(out / "checkpoint-last.pth"), "--batches", "3", "--samples",
-                          "64", "--num_workers", "0", "--out", str(tmp_path / "m.json")],
+                          "32", "--num_workers", "0", "--out", str(tmp_path / "m.json")],
                          capture_output=True, text=True, cwd=repo)
     assert res.returncode == 0, res.stderr
     offline = json.loads((tmp_path / "m.json").read_text())[0]

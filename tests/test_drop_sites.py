@@ -23,7 +23,8 @@ def drop_path_probs(model):
     return {n: m.drop_prob for n, m in model.named_modules() if isinstance(m, DropPath)}
 
 
-@pytest.mark.parametrize("name", sorted(PAPER_MODELS))
+# MLP-Mixer follows the paper's spread, not timm's (tests/test_fidelity.py).
+@pytest.mark.parametrize("name", [n for n in sorted(PAPER_MODELS) if not n.startswith("mixer")])
 def test_drop_path_spread_matches_timms_own_construction(name):
     model = build(name, drop_path=0.1)
     sites = DropSites(model, name)

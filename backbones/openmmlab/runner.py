@@ -19,8 +19,11 @@ import _codecs
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from .timm_backbone import check_data_preprocessor
 
 __all__ = ["checkpoint_globals", "DropTransferRunner"]
 
@@ -41,7 +44,9 @@ def checkpoint_globals():
 class DropTransferRunner(Runner):
     """mmengine's Runner, plus: checkpoint loading (resume and ``load_from``)
     that accepts mmengine's own checkpoint contents under torch's weights-only
-    loader, and a ``RunRecordHook`` on every run (run.json, metrics.json)."""
+    loader, a ``RunRecordHook`` on every run (run.json, metrics.json), and a
+    check that the data preprocessor normalises inputs as the pretrained
+    backbone was trained (``check_data_preprocessor``)."""
 
     def __init__(self, *args, custom_hooks=None, **kwargs):
         hooks = list(custom_hooks or [])
@@ -52,3 +57,8 @@ class DropTransferRunner(Runner):
     def load_checkpoint(self, filename, *args, **kwargs):
         with checkpoint_globals():
             return super().load_checkpoint(filename, *args, **kwargs)
+
+    def _init_model_weights(self) -> None:
+        super()._init_model_weights()
+        # Pretrained backbone weights are loaded now: their input normalisation must be the config's.
+        check_data_preprocessor(self.model.module if is_model_wrapper(self.model) else self.model)

@@ -20,6 +20,12 @@ they stay at those rates (standard dropout). ``frozen_stages`` and
 (``backbones.checkpoint.load_pretrained``): layouts are converted, position
 tables resized, the classifier dropped, and missing backbone keys are an error
 that lists them.
+
+The weights were trained on inputs normalised one way (recorded in the
+checkpoint's meta; the paper's release: ImageNet mean/std); the detector's or
+segmentor's ``data_preprocessor`` must normalise the same way.
+``check_data_preprocessor(model)`` (called by ``DropTransferRunner`` once the
+weights are loaded) refuses a config whose ``data_preprocessor.mean/std`` differ.
 """
 from __future__ import annotations
 
@@ -36,11 +42,15 @@ from timm.models.vision_transformer import VisionTransformer
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import layer_decay
-from ..checkpoint import load_pretrained
+from ..checkpoint import CheckpointError, load_pretrained, normalization_from_meta
 from ..drop_sites import DropSites
 from ..models import create_model_with_drop
 
-__all__ = ["TimmDropBackbone", "SimpleFeaturePyramid"]
+__all__ = ["TimmDropBackbone", "SimpleFeaturePyramid", "InputNormalizationError", "check_data_preprocessor"]
+
+
+class InputNormalizationError(CheckpointError):
+    """The config normalises inputs otherwise than the backbone's weights were trained."""
 
 
 class SimpleFeaturePyramid(nn.Module):
@@ -104,6 +114,7 @@ class TimmDropBackbone(BaseModule):
             # A LayerNorm per output, as the Swin and ConvNeXt detection backbones add.
             self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in self.channels)
         self.pretrained_provenance: Optional[dict] = None
+        self.pretrained_normalization: Optional[dict] = None  # {mean, std, interpolation} of the loaded weights
         self._freeze_stages()
 
     @staticmethod
@@ -131,6 +142,7 @@ class TimmDropBackbone(BaseModule):
                                  "names no checkpoint (set model.backbone.init_cfg.checkpoint)")
             report = load_pretrained(self.model, cfg["checkpoint"], expected_arch=self.arch)
             self.pretrained_provenance = report.provenance  # the file read and hashed once
+            self.pretrained_normalization = normalization_from_meta(report.meta)
             self._is_init = True
             return
         super().init_weights()
@@ -190,3 +202,36 @@ class TimmDropBackbone(BaseModule):
         if self.plain:
             return tuple(self.pyramid(feats[-1]))
         return tuple(norm(f) for norm, f in zip(self.out_norms, feats))
+
+
+def _values(x) -> List[float]:
+    return [float(v) for v in torch.as_tensor(x).reshape(-1)]
+
+
+def check_data_preprocessor(model: nn.Module) -> None:
+    """Refuse a model whose ``data_preprocessor`` normalises inputs otherwise than its
+    pretrained ``TimmDropBackbone`` weights were trained (mmdet/mmseg preprocessors
+    hold mean/std in 0-255 units, the checkpoint's meta in 0-1)."""
+    pre = getattr(model, "data_preprocessor", None)
+    if pre is None or not hasattr(pre, "_enable_normalize"):  # not an image preprocessor (toy models)
+        return
+    for backbone in model.modules():
+        norm = getattr(backbone, "pretrained_normalization", None)
+        if not isinstance(backbone, TimmDropBackbone) or norm is None:
+            continue
+        want_mean = [255 * v for v in norm["mean"]]
+        want_std = [255 * v for v in norm["std"]]
+        ckpt = (backbone.init_cfg or {}).get("checkpoint")
+        fix = (f"set data_preprocessor.mean={[round(v, 3) for v in want_mean]}, "
+               f"std={[round(v, 3) for v in want_std]}")
+        if not pre._enable_normalize:
+            raise InputNormalizationError(
+                f"model.data_preprocessor does not normalise inputs, but checkpoint {ckpt} was pretrained on "
+                f"inputs normalised with mean {norm['mean']}, std {norm['std']} (0-1 units): {fix}")
+        have_mean, have_std = _values(pre.mean), _values(pre.std)
+        close = all(abs(a - b) < 1e-2 for a, b in zip(have_mean + have_std, want_mean + want_std))
+        if len(have_mean) != 3 or len(have_std) != 3 or not close:
+            raise InputNormalizationError(
+                f"model.data_preprocessor.mean/std {[round(v, 3) for v in have_mean]}/"
+                f"{[round(v, 3) for v in have_std]} (0-255 units) do not match the normalisation checkpoint "
+                f"{ckpt} was pretrained with: {fix}")
