@@ -116,6 +116,26 @@ def test_a_system_toolkit_is_used_only_when_it_matches_torchs_cuda():
         plan(gpus=["8.0"], torch_cuda="12.8")
 
 
+def test_system_toolkits_are_found_in_torchs_order_and_must_be_real(tmp_path):
+    def fake(home, release=None, headers=True):
+        (home / "bin").mkdir(parents=True)
+        body = f"echo 'Cuda compilation tools, release {release}, V{release}.1'" if release else \
+            f"exec {tmp_path}/cuda-12.4/bin/nvcc \"$@\""
+        (home / "bin/nvcc").write_text(f"#!/bin/sh\n{body}\n")
+        (home / "bin/nvcc").chmod(0o755)
+        if headers:
+            (home / "include").mkdir()
+            (home / "include/cuda_runtime.h").write_text("")
+        return home
+    real = fake(tmp_path / "cuda-12.4", "12.4")
+    # like /usr/local/bin/nvcc, a wrapper script: torch would guess its parent, which has no headers
+    wrapper = fake(tmp_path / "local", headers=False)
+    env = {"CUDA_HOME": str(real), "PATH": str(wrapper / "bin")}
+    found = plan_tool.system_cuda_candidates(env)
+    assert found[0] == str(real) and str(wrapper) not in found
+    assert plan_tool.nvcc_release(str(real)) == "12.4" and plan_tool.nvcc_release(str(tmp_path)) is None
+
+
 def test_cache_keys_never_mix_cpu_and_cuda_wheels():
     keys = {plan().wheel_key, plan(gpus=["9.0"]).wheel_key, plan(gpus=["8.0"]).wheel_key,
             plan(gpus=["8.0", "9.0"]).wheel_key, plan(gpus=["9.0"], torch_cuda="13.1").wheel_key,

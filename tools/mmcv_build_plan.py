@@ -217,15 +217,23 @@ def nvcc_release(home: str) -> Optional[str]:
     return m.group(1) if m else None
 
 
+def is_toolkit(home: str) -> bool:
+    # An nvcc wrapper script in /usr/local/bin makes torch's own guess /usr/local: no headers there.
+    return os.access(os.path.join(home, "bin", "nvcc"), os.X_OK) and \
+        os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
+
+
 def system_cuda_candidates(env: Mapping[str, str]) -> list[str]:
+    """Toolkit dirs in torch's search order (CUDA_HOME, CUDA_PATH, nvcc on PATH,
+    /usr/local/cuda), keeping only real toolkits."""
     homes = [env.get("CUDA_HOME", ""), env.get("CUDA_PATH", "")]
     nvcc = shutil.which("nvcc", path=env.get("PATH"))
     if nvcc:
-        homes.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+        homes += [os.path.dirname(os.path.dirname(nvcc)), os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))]
     homes.append("/usr/local/cuda")
     seen, out = set(), []
     for h in homes:
-        if h and os.path.isdir(h) and os.path.realpath(h) not in seen:
+        if h and is_toolkit(h) and os.path.realpath(h) not in seen:
             seen.add(os.path.realpath(h))
             out.append(h)
     return out

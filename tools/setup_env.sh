@@ -116,7 +116,7 @@ else
       say "this happens once per machine, $MMCV_ESTIMATE; progress below"
       cuda_home="$MMCV_CUDA_HOME"
       if [[ "$MMCV_TOOLKIT" == wheels ]]; then cuda_home="$build/cuda_home"; pip_cuda_home "$cuda_home"; fi
-      say "nvcc: $("$cuda_home/bin/nvcc" --version | grep -o 'V[0-9.]*' | head -n1) in $cuda_home"
+      say "nvcc: $("$cuda_home/bin/nvcc" --version | grep -o 'V[0-9][0-9.]*' | head -n1) in $cuda_home"
       # An explicit arch list also keeps torch from probing GPUs (it crashes when there are none).
       build_env=(FORCE_CUDA=1 CUDA_HOME="$cuda_home" TORCH_CUDA_ARCH_LIST="$MMCV_ARCH_LIST")
     else
