@@ -5,7 +5,6 @@ import sys
 
 import torch
 import torchvision
-
 from helpers import REPO
 
 

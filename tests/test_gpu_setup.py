@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import torch
-
 from helpers import REPO
 
 TOOLS = REPO / "tools"
@@ -163,7 +162,7 @@ def test_plan_cli_prints_shell_values_from_simulated_inputs():
     assert values["MMCV_WHEEL_KEY"].endswith("-cu130-sm80_sm90")
     assert values["MMCV_TOOLKIT_SPEC"] == "cuda-toolkit[nvcc,cccl,crt]==13.0.3.0"
     # bash evaluates it to the same values (what setup_env.sh does)
-    shell = run(["bash", "-c", f'eval "$(cat)"; echo "$MMCV_MODE|$MMCV_PLAN_TEXT"'], input=out.stdout)
+    shell = run(["bash", "-c", 'eval "$(cat)"; echo "$MMCV_MODE|$MMCV_PLAN_TEXT"'], input=out.stdout)
     assert shell.stdout.startswith("cuda|mmcv ops: CPU and CUDA 13.0 for 8.0;9.0")
 
     bad = run([sys.executable, TOOLS / "mmcv_build_plan.py", "--shell", *sim],
@@ -297,12 +296,12 @@ def test_mmcv_ops_on_the_gpu_match_the_cpu():
 
 def mask_rcnn_iteration(device, data_root):
     """One training step of the demo Mask R-CNN config on ``device``; returns the losses."""
+    from mmdet.registry import DATASETS, MODELS
+    from mmdet.utils import register_all_modules
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
     from mmengine.optim import OptimWrapper
     from mmengine.utils import import_modules_from_strings
-    from mmdet.registry import DATASETS, MODELS
-    from mmdet.utils import register_all_modules
 
     from demo_data import write_coco
     register_all_modules(init_default_scope=True)

@@ -113,8 +113,8 @@ def elf_section_names(path) -> list:
 def mmcv_cuda_build_problems(expected_cuda: str) -> list:
     """Without a GPU: is the installed mmcv a CUDA ``expected_cuda`` build whose
     extension carries device code?"""
+    import torch  # noqa: F401  (mmcv._ext needs torch's libraries loaded first)
     try:
-        import torch  # noqa: F401  (mmcv._ext needs torch's libraries loaded)
         import mmcv._ext
         from mmcv.ops import get_compiling_cuda_version
     except Exception as exc:  # noqa: BLE001
@@ -145,10 +145,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"[check] {msg}")
 
     try:
+        import mmengine
+        import timm
         import torch
         import torchvision
-        import timm
-        import mmengine
         report(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
                f"timm {timm.__version__}, mmengine {mmengine.__version__}")
     except Exception as exc:  # noqa: BLE001 - we want any import failure reported
@@ -172,7 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not build_problems:
             ran = any(torch.device(d).type == "cuda" for d in devices)
             report(f"mmcv's extension is a CUDA {args.expect_mmcv_cuda} build with device code (.nv_fatbin); "
-                   + ("its CUDA kernels were checked above" if ran else "its CUDA kernels were not run: no GPU is visible here"))
+                   + ("its CUDA kernels were checked above" if ran
+                      else "its CUDA kernels were not run: no GPU is visible here"))
 
     try:
         import warnings
