@@ -262,6 +262,21 @@ def test_another_baseline(synthetic, tmp_path, capsys):
     assert f(base["delta"]) == pytest.approx(mean)
 
 
+def test_several_baselines_each_cell_takes_the_first_it_has(tmp_path, capsys):
+    standard, late = "standard-constant drop_path 0.4", "late-constant drop_path 0.4 from epoch 50"
+    for seed, (std_top1, late_top1) in enumerate([(81.5, 82.4), (81.7, 82.1)]):
+        pretrain_run(tmp_path / "runs", "vit_base", standard, seed, std_top1, 2.5)
+        pretrain_run(tmp_path / "runs", "vit_base", late, seed, late_top1, 2.4)
+    for method, top1 in ((BASE, 73.0), (EARLY, 73.5), (standard, 72.6)):
+        pretrain_run(tmp_path / "runs", "vit_tiny", method, 0, top1, 3.0)
+    run_compare(tmp_path / "runs", tmp_path / "out", capsys, "--baseline", BASE, "--baseline", standard,
+                "--no_plots")
+    rows = summary_rows(tmp_path / "out")
+    assert f(row(rows, "pretraining", "top1", late, arch="vit_base")["delta"]) == pytest.approx((0.9 + 0.4) / 2)
+    assert row(rows, "pretraining", "top1", standard, arch="vit_base")["is_baseline"] == "True"
+    assert f(row(rows, "pretraining", "top1", standard)["delta"]) == pytest.approx(-0.4)  # ViT-T: vs no dropout
+
+
 # ---- bad input: one line, exit code 2 ----------------------------------------------------------
 
 def fails(argv, capsys, *fragments):

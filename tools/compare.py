@@ -13,9 +13,10 @@ What it does
   2. groups runs into cells: same task, dataset, recipe, fine-tuning drop schedule,
      architecture (and, for transfer runs, pretraining length), one cell per
      pretraining method;
-  3. compares each method with the baseline (--baseline, default "no dropout") of
-     its cell, PAIRED: a method run and a baseline run form a pair when they share
-     the pretraining seed and, for transfer runs, their own seed.
+  3. compares each method with the baseline of its cell (--baseline, default "no
+     dropout"; with several, the first one the cell has), PAIRED: a method run and
+     a baseline run form a pair when they share the pretraining seed and, for
+     transfer runs, their own seed.
 
 Columns
   n            finished runs (seeds) of the method in this cell
@@ -218,7 +219,13 @@ def _recipe_display(runs: List[records.RunRecord]) -> Dict[tuple, str]:
     return out
 
 
-def build_cells(runs: List[records.RunRecord], metrics: Dict[str, List[records.Metric]], baseline: str,
+def cell_baseline(methods, baselines: List[str]) -> str:
+    """The first of ``baselines`` a group has (e.g. late s.d. against standard s.d. where
+    a group has no no-dropout run)."""
+    return next((b for b in baselines if b in methods), baselines[0])
+
+
+def build_cells(runs: List[records.RunRecord], metrics: Dict[str, List[records.Metric]], baselines: List[str],
                 ci: str) -> List[Cell]:
     groups: Dict[tuple, List[records.RunRecord]] = defaultdict(list)
     for r in runs:
@@ -231,6 +238,7 @@ def build_cells(runs: List[records.RunRecord], metrics: Dict[str, List[records.M
         by_method = defaultdict(list)
         for r in group_runs:
             by_method[r.method].append(r)
+        baseline = cell_baseline(by_method, baselines)
         methods = sorted(by_method, key=lambda m: (m != baseline, m))
         base_runs = by_method.get(baseline, [])
         first = group_runs[0]
@@ -408,11 +416,17 @@ def summary_line(counts: Dict[str, int]) -> str:
 
 # ---- outputs -----------------------------------------------------------------------------------
 
-def print_console(cells: List[Cell], counts: Dict[str, int], ci: str, baseline: str) -> None:
+def baseline_text(baselines: List[str]) -> str:
+    if len(baselines) == 1:
+        return f"baseline: {baselines[0]!r}"
+    return "baseline: the first of " + ", ".join(map(repr, baselines)) + " that the cell has"
+
+
+def print_console(cells: List[Cell], counts: Dict[str, int], ci: str, baselines: List[str]) -> None:
     for title, group in grouped(cells):
         print(f"\n== {title}")
         print(tabulate([cell_row(c) for c in group], headers=ROW_HEADERS, tablefmt="simple", disable_numparse=True))
-    print(f"\nbaseline: {baseline!r}")
+    print("\n" + baseline_text(baselines))
     for line in method_text(ci):
         print(line)
     print(summary_line(counts))
@@ -422,8 +436,8 @@ def problem_runs(runs: List[records.RunRecord]) -> List[records.RunRecord]:
     return [r for r in runs if r.status != records.FINISHED]
 
 
-def markdown_tables(cells: List[Cell], runs: List[records.RunRecord], counts, ci: str, baseline: str) -> str:
-    lines = [f"Baseline: **{baseline}**. {summary_line(counts)}.", ""]
+def markdown_tables(cells: List[Cell], runs: List[records.RunRecord], counts, ci: str, baselines: List[str]) -> str:
+    lines = [f"{baseline_text(baselines).capitalize()}. {summary_line(counts)}.", ""]
     lines += [f"* {t}" for t in method_text(ci)]
     lines += ["* Columns: n = finished runs (seeds) of the method; mean ± std over them; Δ vs baseline with its 95% "
               "CI; p = paired t-test; wins = pairs where the method is better; expected = the paper's ImageNet "
@@ -590,7 +604,8 @@ def plot_forest(cells: List[Cell], out: Path) -> List[Path]:
     return written
 
 
-def plot_group_curves(runs: List[records.RunRecord], cells: List[Cell], out: Path, baseline: str) -> List[Path]:
+def plot_group_curves(runs: List[records.RunRecord], cells: List[Cell], out: Path,
+                      baselines: List[str]) -> List[Path]:
     """Per group: training loss, validation of the first compared metric and (pretraining)
     the drop rates of each method; diagnostics when recorded."""
     import matplotlib.pyplot as plt
@@ -610,6 +625,7 @@ def plot_group_curves(runs: List[records.RunRecord], cells: List[Cell], out: Pat
         by_method = defaultdict(list)
         for r in group_runs:
             by_method[r.method].append(r)
+        baseline = cell_baseline(by_method, baselines)
         methods = sorted(by_method, key=lambda m: (m != baseline, m))
         colors = _colors(methods)
         kind = key[0]
@@ -695,10 +711,11 @@ def compare(args) -> Path:
     if not runs:
         raise UserError(f"no run found under {', '.join(map(str, roots))} (a run dir holds a run.json)")
     metrics = select_metrics(args.metric)
-    baseline = args.baseline or DEFAULT_BASELINE
-    if args.baseline is not None and not any(r.method == baseline for r in runs):
-        found = sorted({r.method for r in runs if r.kind in records.KINDS})
-        raise UserError(f"--baseline {baseline!r}: no run has this pretraining method; found: {'; '.join(found)}")
+    baselines = args.baseline or [DEFAULT_BASELINE]
+    found = sorted({r.method for r in runs if r.kind in records.KINDS})
+    for baseline in args.baseline or []:
+        if baseline not in found:
+            raise UserError(f"--baseline {baseline!r}: no run has this pretraining method; found: {'; '.join(found)}")
     if args.metric and args.metric != ["all"]:
         kinds = {r.kind for r in runs}
         if not any(metrics.get(k) for k in kinds):
@@ -706,12 +723,12 @@ def compare(args) -> Path:
                             f"{', '.join(sorted(records.TASK_NAMES.get(k, k) for k in kinds))})")
     if not args.no_stale_check:
         records.mark_stale(runs)
-    cells = build_cells(runs, metrics, baseline, args.ci)
+    cells = build_cells(runs, metrics, baselines, args.ci)
     counts = summary_counts(runs, cells)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print_console(cells, counts, args.ci, baseline)
-    tables_md = markdown_tables(cells, runs, counts, args.ci, baseline)
+    print_console(cells, counts, args.ci, baselines)
+    tables_md = markdown_tables(cells, runs, counts, args.ci, baselines)
     (out / "summary.md").write_text("# Comparison (tools/compare.py)\n\n" + tables_md)
     write_csvs(cells, runs, out, args.ci)
     write_tex(cells, out, args.ci)
@@ -719,7 +736,7 @@ def compare(args) -> Path:
     if not args.no_plots:
         import matplotlib
         matplotlib.use("Agg")
-        plots = plot_forest(cells, out) + plot_group_curves(runs, cells, out, baseline)
+        plots = plot_forest(cells, out) + plot_group_curves(runs, cells, out, baselines)
     report = write_report(out, tables_md, plots)
     print(f"\nreport: {report} ({len(plots)} plots); also summary.md, summary.csv, runs.csv, summary.tex in {out}")
     return report
@@ -731,12 +748,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dir(s) to search for runs (recursively), or suite .yaml file(s) (their output_root)")
     p.add_argument("--out", default="output/compare",
                    help="where to write report.md and the rest (default: %(default)s)")
-    p.add_argument("--baseline", default=None,
-                   help=f"the pretraining method every other is compared with (default: {DEFAULT_BASELINE!r}); "
-                        "as the runs record it, e.g. 'standard-constant drop_path 0.1'")
-    p.add_argument("--metric", nargs="+", default=None,
+    p.add_argument("--baseline", action="append", default=None, metavar="METHOD",
+                   help=f"the pretraining method every other is compared with (default: {DEFAULT_BASELINE!r}), as "
+                        "the runs record it; repeat it to give several: each cell uses the first it has, e.g. "
+                        "--baseline 'no dropout' --baseline 'standard-constant drop_path 0.4' (ViT-B's late s.d. "
+                        "against standard s.d.)")
+    p.add_argument("--metric", action="append", default=None,
                    help="metrics to compare (default: the headline ones: top1 and train_loss for pretraining, "
-                        "top1, box_AP and mask_AP, mIoU); 'all', or ids: " +
+                        "top1, box_AP and mask_AP, mIoU); 'all', or ids (repeat the flag for several): " +
                         ", ".join(dict.fromkeys(m.id for m in records.METRIC_RULES)))
     p.add_argument("--ci", choices=("t", "bootstrap"), default="t",
                    help="95%% CI of Δ: Student t-interval (default) or percentile bootstrap (fixed seed)")
