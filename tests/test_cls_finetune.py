@@ -1,9 +1,8 @@
 """Classification transfer end to end on the CPU: fine-tuning and linear probing a
 pretraining checkpoint on the generated transfer split (classes pretraining
-never saw), resume, DDP, the sweep runner and bad input."""
+never saw), resume, DDP and bad input (the suite runner: tests/test_suite.py)."""
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -11,8 +10,6 @@ import torch
 
 from backbones.checkpoint import file_sha256
 from cls_finetune.main import main
-from cls_finetune.sweep import expand, run_sweep
-from cls_finetune.sweep import main as sweep_main
 from demo_data import TRANSFER_CATEGORIES, write_transfer
 from helpers import REPO, TINY, assert_fails_with, free_port, read_jsonl, run_ok, start_and_kill
 from pretrain.main import main as pretrain_main
@@ -205,49 +202,6 @@ def test_linear_probe_with_two_processes(weights, small_transfer, tmp_path):
     assert len(read_jsonl(out / "log_iter.jsonl")) == 48 // (8 * 2)
     assert json.loads((out / "metrics.json").read_text())["final"]["n"] == 12  # each test image once
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
-
-
-def test_sweep_runs_every_combination_once(weights, small_transfer, tmp_path):
-    copy = tmp_path / "weights.pth"
-    shutil.copy(weights, copy)
-    spec = {"output_root": str(tmp_path / "cls"), "base_dir": str(REPO / "cls_configs"),
-            "recipes": {"finetune": "demo_cpu.yaml", "linear_probe": "demo_cpu_linear_probe.yaml"},
-            "datasets": {"demo": "_base_/demo_data.yaml"},
-            "checkpoints": {"learned": str(copy), "missing": str(tmp_path / "nowhere.pth")},
-            "seeds": [0], "flags": [*FAST, "--data_path", str(small_transfer), "--epochs", "1"]}
-    runs = expand(spec)
-    assert [r.key for r in runs] == ["finetune/demo/learned/seed0", "finetune/demo/missing/seed0",
-                                     "linear_probe/demo/learned/seed0", "linear_probe/demo/missing/seed0"]
-    status = run_sweep(runs, quiet=True)
-    assert status["finetune/demo/learned/seed0"] == status["linear_probe/demo/learned/seed0"] == "done"
-    assert status["finetune/demo/missing/seed0"] == "failed (exit 2)"  # and the others still ran
-    lp = json.loads((tmp_path / "cls/linear_probe/demo/learned/seed0/metrics.json").read_text())
-    assert lp["mode"] == "linear_probe" and lp["final"]["n"] == 12
-    again = run_sweep(runs, quiet=True)
-    assert again["finetune/demo/learned/seed0"] == "skipped" and again["finetune/demo/missing/seed0"].startswith("failed")
-    # Pretraining rerun: the finished runs now stand for other weights, and say so.
-    saved = torch.load(weights, weights_only=True)
-    torch.save({**saved, "meta": {**saved["meta"], "seed": 99}}, copy)
-    stale = run_sweep(runs, quiet=True)
-    assert stale["finetune/demo/learned/seed0"].startswith(f"stale: {copy} changed")
-    assert (tmp_path / "cls/finetune/demo/learned/seed0/metrics.json").is_file()  # nothing deleted
-    (tmp_path / "cls/linear_probe/demo/learned/seed0/metrics.json").write_text('{"kind": "cls_fine')
-    assert run_sweep(runs, quiet=True)["linear_probe/demo/learned/seed0"].startswith("stale: no pretrain_sha256")
-
-
-@pytest.mark.parametrize("text, fragment", [
-    ("recipes: [a.yaml]\ndatasets: {d: d.yaml}\ncheckpoints: {c: c.pth}\nseeds: [0]\n", "'recipes' must be a mapping"),
-    ("recipes: {a: a.yaml\n", "not valid YAML"),
-    ("- just a list\n", "expected a mapping of output_root, recipes"),
-    ("recipes: {a: a.yaml}\ndatasets: {d: d.yaml}\ncheckpoints: {c: c.pth}\nseeds: [0]\nflags: --epochs 1\n",
-     "'flags' must be a list"),
-])
-def test_bad_sweep_file(text, fragment, tmp_path, capsys):
-    path = tmp_path / "sweep.yaml"
-    path.write_text(text)
-    assert sweep_main([str(path), "--dry_run"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ") and fragment in err, err
 
 
 # ---- bad input: one clear line on stderr, exit code 2 --------------------------------

@@ -95,19 +95,31 @@ def test_every_transfer_variant_starts_from_a_shipped_pretraining_config():
         assert outputs.get(checkpoint) == cfg.model.backbone.arch, (config, checkpoint)
 
 
-def test_classification_sweep_parses_and_starts_from_shipped_pretraining_configs():
+def test_paper_suite_parses_and_starts_from_shipped_pretraining_configs():
     from cls_finetune.config import parse_args as cls_parse_args
     from cls_finetune.datasets import DATASETS
-    from cls_finetune.sweep import expand, load_sweep
     from pretrain.config import parse_args
-    outputs = {f"{parse_args(['--config', str(p)]).output_dir}/weights.pth" for p in PRETRAIN_CONFIGS}
-    spec = load_sweep(REPO / "cls_configs/sweep_paper.yaml")
-    assert set(spec["datasets"]) == set(DATASETS) and set(spec["checkpoints"].values()) <= outputs
-    runs = expand(spec)
-    assert len(runs) == 2 * len(DATASETS) * len(spec["checkpoints"]) * len(spec["seeds"])
-    for run in runs:  # every run's flags parse: recipe, then dataset config, then the sweep's own
-        recipe, dataset, checkpoint, seed = run.key.split("/")
-        args = cls_parse_args(run.argv)
+    from suite import load_suite
+    suite = load_suite(REPO / "suites/paper.yaml")
+    jobs = suite.by_key()
+    models = {}
+    for job in (j for j in suite.jobs if j.stage == "pretrain"):  # flags parse; a shipped preset; the suite's dir
+        args = parse_args(job.argv)
+        preset = Path(job.argv[job.argv.index("--config") + 1])
+        assert preset in PRETRAIN_CONFIGS and args.model == parse_args(["--config", str(preset)]).model
+        assert (args.output_dir, args.seed, args.resume) == (str(job.run_dir), job.seed, "auto")
+        models[job.key] = args.model
+    cls = [j for j in suite.jobs if j.stage == "cls"]
+    assert {j.task.split("/")[1] for j in cls} == set(DATASETS)
+    assert len(cls) == 2 * len(DATASETS) * len({j.pretrain for j in cls}) * 3
+    for job in cls:  # every run's flags parse: recipe, then dataset config, then the suite's own
+        recipe, dataset = job.task.split("/")
+        args = cls_parse_args(job.argv)
         assert (args.dataset, args.linear_probe, args.input_size) == (dataset, recipe == "linear_probe", 224)
-        assert args.finetune == spec["checkpoints"][checkpoint] and f"seed{args.seed}" == seed
+        assert args.finetune == str(jobs[job.depends_on].run_dir / "weights.pth") and args.seed == job.seed
         assert args.epochs >= 100 and args.data_path == f"data/{dataset}"
+    backbones = {}
+    for job in (j for j in suite.jobs if j.stage in ("det", "seg")):  # a config of the pretraining's architecture
+        if job.argv[0] not in backbones:
+            backbones[job.argv[0]] = Config.fromfile(job.argv[0]).model.backbone.arch
+        assert backbones[job.argv[0]] == models[job.depends_on], (job.key, job.argv[0])

@@ -1,0 +1,464 @@
+"""The suite file: what it may hold, checked in full before anything runs, and the
+jobs it expands to.
+
+Every mistake is a ``SuiteError`` naming the file and the key (``pretrain.architectures.vit_tiny``,
+``det.tasks.mask-rcnn_1x``, ...). Paths of presets and configs are relative to the
+repository root (they are its files); ``output_root`` and data roots are relative to
+the working directory, as for the entry points themselves.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import yaml
+
+from backbones.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = REPO / "pretrain_configs"
+
+STAGES = ("pretrain", "det", "seg", "cls")
+TRANSFER_STAGES = ("det", "seg", "cls")
+TOP_KEYS = ("output_root", "resources", *STAGES)
+STAGE_KEYS = {
+    "pretrain": ("architectures", "seeds", "data", "flags", "resources"),
+    "det": ("tasks", "seeds", "data", "cfg_options", "pretrain_seed", "resources"),
+    "seg": ("tasks", "seeds", "data", "cfg_options", "pretrain_seed", "resources"),
+    "cls": ("recipes", "datasets", "architectures", "seeds", "data", "flags", "pretrain_seed", "resources"),
+}
+RESOURCE_KEYS = ("gpus_per_job", "nodes", "cpus_per_task", "time", "partition", "mem_gb", "account", "qos",
+                 "constraint", "array_parallelism")
+# What the suite itself sets on every job; a suite file may not set it through flags or cfg_options.
+OWNED_FLAGS = ("--output_dir", "--seed", "--resume", "--finetune")
+OWNED_OPTIONS = ("randomness.seed", "model.backbone.init_cfg.checkpoint", "work_dir")
+# Run and task names become path components of run dirs and keys.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+# Slurm's time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
+TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
+
+# The entry points a job runs (the runner builds their command lines, nothing else).
+ENTRY = {"pretrain": "pretrain", "det": "tools/train.py", "seg": "tools/train.py", "cls": "cls_finetune"}
+
+
+class SuiteError(UserError):
+    """A bad suite file or command-line flag: the message names the file and key."""
+
+
+class _SuiteLoader(yaml.SafeLoader):
+    """YAML 1.1 reads an unquoted 24:00:00 as the base-60 integer 86400; here it stays the
+    string Slurm means (the other integer forms are unchanged)."""
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_SuiteLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != _INT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SuiteLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"))
+
+
+def read_suite_yaml(path: Path) -> dict:
+    try:
+        spec = yaml.load(path.read_text(), Loader=_SuiteLoader) or {}
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"suite file {path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(spec, dict):
+        raise SuiteError(f"suite file {path}: expected a mapping of {', '.join(TOP_KEYS)}, "
+                         f"not a {type(spec).__name__}")
+    return spec
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job of a stage asks for. ``gpus_per_job`` 0: one CPU task."""
+    gpus_per_job: int = 0
+    nodes: int = 1
+    cpus_per_task: int = 1
+    time_min: int = 60
+    partition: Optional[str] = None
+    mem_gb: Optional[float] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    array_parallelism: Optional[int] = None
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpus_per_job // self.nodes
+
+    @property
+    def tasks_per_node(self) -> int:
+        """One task per GPU (the entry points take their rank from SLURM_PROCID); one CPU task otherwise."""
+        return max(1, self.gpus_per_node)
+
+    @property
+    def tasks(self) -> int:
+        return self.tasks_per_node * self.nodes
+
+    def describe(self) -> str:
+        devices = (f"{self.gpus_per_job} GPU{'s' if self.gpus_per_job > 1 else ''}"
+                   + (f" on {self.nodes} nodes" if self.nodes > 1 else "") if self.gpus_per_job else "CPU")
+        extra = [f"{self.cpus_per_task} cpu/task", format_minutes(self.time_min)]
+        extra += [f"{k} {v}" for k, v in (("partition", self.partition), ("mem", self.mem_gb and f"{self.mem_gb}G"),
+                                          ("account", self.account), ("qos", self.qos),
+                                          ("constraint", self.constraint)) if v]
+        return f"{devices}, " + ", ".join(extra)
+
+
+@dataclass
+class Job:
+    """One run of the matrix: its key (also its run dir under ``output_root``), the entry
+    point and flags that make it, and the pretraining job it starts from."""
+    key: str                      # pretrain/<name>/seed<k>, det/<task>/<name>/seed<k>, cls/<recipe>/<dataset>/...
+    stage: str                    # pretrain | det | seg | cls
+    run_dir: Path
+    entry: str                    # ENTRY[stage]
+    argv: List[str]               # the entry point's flags (launchers add theirs)
+    resources: Resources
+    seed: int
+    pretrain: str                 # the pretraining run's name (for a pretraining job: its own)
+    arch: str                     # the architecture label of the suite file
+    task: Optional[str] = None    # det/seg task, cls "<recipe>/<dataset>"
+    depends_on: Optional[str] = None      # key of the pretraining job that writes ``checkpoint``
+    checkpoint: Optional[Path] = None     # the weights a transfer job starts from
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.stage != "pretrain"
+
+
+@dataclass
+class Suite:
+    path: Path
+    output_root: Path
+    jobs: List[Job] = field(default_factory=list)
+    # Jobs run here, so that the relative paths inside configs (data/coco/, ...) mean what they
+    # mean to the user who started the suite.
+    workdir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def book(self) -> Path:
+        """The runner's own bookkeeping (submissions, attempts, logs)."""
+        return self.output_root / ".suite"
+
+    def by_key(self) -> Dict[str, Job]:
+        return {j.key: j for j in self.jobs}
+
+
+def format_minutes(minutes: int) -> str:
+    d, rest = divmod(minutes, 24 * 60)
+    return (f"{d}-" if d else "") + f"{rest // 60:02d}:{rest % 60:02d}:00"
+
+
+def parse_time(value, where: str) -> int:
+    """Minutes from an int (minutes) or one of Slurm's time formats."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = TIME.match(str(value).strip()) if isinstance(value, str) else None
+    if not m:
+        raise SuiteError(f"{where}: time {value!r} is neither minutes nor [D-]HH:MM[:SS]")
+    d, a, b, c = (int(m[g]) if m[g] else None for g in "dabc")
+    if d is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
+        minutes = d * 1440 + a * 60 + (b or 0) + ((c or 0) + 59) // 60
+    elif c is not None:  # HH:MM:SS
+        minutes = a * 60 + b + (c + 59) // 60
+    elif b is not None:  # MM:SS
+        minutes = a + (b + 59) // 60
+    else:
+        minutes = a
+    if minutes <= 0:
+        raise SuiteError(f"{where}: time {value!r} is not positive")
+    return minutes
+
+
+class _Reader:
+    """Checks one suite file; every message starts with the file and the key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, message: str):
+        raise SuiteError(f"suite file {self.path}: {where}: {message}" if where else
+                         f"suite file {self.path}: {message}")
+
+    def mapping(self, value, where: str, known: Optional[Sequence[str]] = None, holds: str = "") -> dict:
+        if not isinstance(value, dict) or not value:
+            self.fail(where, f"expected a non-empty mapping{' of ' + holds if holds else ''}, "
+                             f"not {type(value).__name__ if value is not None else 'nothing'}")
+        if known is not None:
+            unknown = [k for k in value if k not in known]
+            if unknown:
+                self.fail(where, f"unknown key {unknown[0]!r} (known: {', '.join(known)})")
+        return value
+
+    def name(self, value, where: str) -> str:
+        if not isinstance(value, str) or not NAME.match(value):
+            self.fail(where, f"{value!r} is not a usable name (letters, digits, _ . + -; it names run dirs)")
+        return value
+
+    def seeds(self, value, where: str) -> List[int]:
+        if value is None:
+            return [0]
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+            self.fail(where, f"expected a non-empty list of seeds (integers >= 0), not {value!r}")
+        if len(set(value)) != len(value):
+            self.fail(where, f"seed listed twice in {value}")
+        return list(value)
+
+    def strings(self, value, where: str) -> List[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                                                  for v in value):
+            self.fail(where, f"expected a list of strings or numbers, not {value!r}")
+        return [str(v) for v in value]
+
+    def flags(self, value, where: str) -> List[str]:
+        flags = self.strings(value, where)
+        for f in flags:
+            if f.split("=")[0] in OWNED_FLAGS:
+                self.fail(where, f"{f.split('=')[0]} is set by the suite for every job (run dir, seed, resume, "
+                                 "starting checkpoint)")
+        return flags
+
+    def cfg_options(self, value, where: str) -> List[str]:
+        options = self.strings(value, where)
+        for o in options:
+            key = o.split("=", 1)[0]
+            if "=" not in o:
+                self.fail(where, f"{o!r} is not key=value")
+            if key in OWNED_OPTIONS:
+                self.fail(where, f"{key} is set by the suite for every job (seed, starting checkpoint, work dir)")
+        return options
+
+    def file(self, value, where: str, what: str) -> Path:
+        if not isinstance(value, str) or not value:
+            self.fail(where, f"expected the path of a {what}, not {value!r}")
+        path = Path(value) if Path(value).is_absolute() else REPO / value
+        if not path.is_file():
+            self.fail(where, f"{what} {value} does not exist")
+        return path
+
+    def data(self, value, where: str) -> Optional[Path]:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.fail(where, f"expected a data folder, not {value!r}")
+        return Path(value).absolute()
+
+    def resources(self, value, where: str, defaults: dict) -> Resources:
+        merged = {**defaults, **(self.mapping(value, where, RESOURCE_KEYS) if value is not None else {})}
+        out = {}
+        for key in ("gpus_per_job", "nodes", "cpus_per_task", "array_parallelism"):
+            if key in merged:
+                v, least = merged[key], 0 if key == "gpus_per_job" else 1
+                if not isinstance(v, int) or isinstance(v, bool) or v < least:
+                    self.fail(f"{where}.{key}", f"expected an integer >= {least}, not {v!r}")
+                out[key] = v
+        for key in ("partition", "account", "qos", "constraint"):
+            if merged.get(key) is not None:
+                if not isinstance(merged[key], str) or not merged[key]:
+                    self.fail(f"{where}.{key}", f"expected a name, not {merged[key]!r}")
+                out[key] = merged[key]
+        if merged.get("mem_gb") is not None:
+            if not isinstance(merged["mem_gb"], (int, float)) or merged["mem_gb"] <= 0:
+                self.fail(f"{where}.mem_gb", f"expected a positive number, not {merged['mem_gb']!r}")
+            out["mem_gb"] = merged["mem_gb"]
+        if "time" in merged:
+            out["time_min"] = parse_time(merged["time"], f"suite file {self.path}: {where}.time")
+        res = Resources(**out)
+        if res.gpus_per_job % res.nodes:
+            self.fail(where, f"gpus_per_job {res.gpus_per_job} does not split evenly over {res.nodes} nodes")
+        if not res.gpus_per_job and res.nodes > 1:
+            self.fail(where, f"a CPU job (gpus_per_job 0) runs as one task on one node, not {res.nodes}")
+        return res
+
+
+@dataclass
+class _Pretraining:
+    name: str
+    arch: str
+    preset: Path
+    flags: List[str]
+    transfer: bool = True     # false: ImageNet only, no transfer stage starts from it
+
+
+def _pretrainings(r: _Reader, section: dict) -> List[_Pretraining]:
+    archs = r.mapping(section.get("architectures"), "pretrain.architectures",
+                      holds="architecture: [preset, ...]")
+    runs: List[_Pretraining] = []
+    for arch, entries in archs.items():
+        where = f"pretrain.architectures.{arch}"
+        r.name(arch, where)
+        if not isinstance(entries, list) or not entries:
+            r.fail(where, "expected a list of presets (names in pretrain_configs/) or {name, preset, flags, transfer}")
+        for entry in entries:
+            if isinstance(entry, str):
+                entry = {"preset": entry}
+            entry = r.mapping(entry, where, ("name", "preset", "flags", "transfer"), "name, preset, flags, transfer")
+            preset = entry.get("preset")
+            if not isinstance(preset, str) or not (PRESETS / f"{preset}.yaml").is_file():
+                r.fail(where, f"no preset {preset!r} (pretrain_configs/{preset}.yaml does not exist)")
+            name = r.name(entry.get("name", preset), f"{where}.name")
+            if any(run.name == name for run in runs):
+                r.fail(where, f"pretraining {name!r} is listed twice (give one of them another name:)")
+            transfer = entry.get("transfer", True)
+            if not isinstance(transfer, bool):
+                r.fail(f"{where}.{name}.transfer", f"expected true or false, not {transfer!r}")
+            runs.append(_Pretraining(name, arch, PRESETS / f"{preset}.yaml",
+                                     r.flags(entry.get("flags"), f"{where}.{name}.flags"), transfer))
+    return runs
+
+
+def _path_mapping(r: _Reader, value, where: str, what: str, holds: str) -> Dict[str, List[Path]]:
+    """name -> config files (one path or a list, merged left to right)."""
+    out = {}
+    for name, paths in r.mapping(value, where, holds=holds).items():
+        r.name(name, where)
+        paths = paths if isinstance(paths, list) else [paths]
+        out[name] = [r.file(p, f"{where}.{name}", what) for p in paths]
+    return out
+
+
+def _det_seg_data_options(stage: str, root: Path) -> List[str]:
+    """cfg-options pointing a det_configs/ or seg_configs/ file at a data folder (COCO or ADE20K layout)."""
+    loaders = ("train_dataloader", "val_dataloader", "test_dataloader")
+    if stage == "det":  # mmdet's COCO configs join data_root + ann_file, so the root ends with /
+        ann = root / "annotations" / "instances_val2017.json"
+        return ([f"{k}.dataset.data_root={root}/" for k in loaders]
+                + [f"val_evaluator.ann_file={ann}", f"test_evaluator.ann_file={ann}"])
+    return [f"{k}.dataset.data_root={root}" for k in loaders]
+
+
+def load_suite(path, output_root: Optional[str] = None) -> Suite:
+    """Read and check a suite file; every job of its matrix, pretraining first.
+    ``output_root`` overrides the file's (tests, demo)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"suite file {path} does not exist")
+    spec = read_suite_yaml(path)
+    r = _Reader(path)
+    unknown = [k for k in spec if k not in TOP_KEYS]
+    if unknown:
+        r.fail("", f"unknown stage or key {unknown[0]!r} (known: {', '.join(TOP_KEYS)})")
+    root = output_root or spec.get("output_root")
+    if not isinstance(root, str) or not root:
+        r.fail("output_root", f"expected the folder the run dirs go under, not {root!r}")
+    suite = Suite(path=path, output_root=Path(root).absolute())
+    defaults = r.mapping(spec["resources"], "resources", RESOURCE_KEYS) if spec.get("resources") is not None else {}
+    sections = {}
+    for stage in STAGES:
+        if stage in spec:
+            sections[stage] = r.mapping(spec[stage], stage, STAGE_KEYS[stage])
+    if not sections:
+        r.fail("", f"no stage (expected some of {', '.join(STAGES)})")
+    if "pretrain" not in sections:
+        r.fail(next(iter(sections)), "transfer stages start from pretraining runs, and the file has no "
+                                     "pretrain stage")
+
+    pre = sections["pretrain"]
+    pretrainings = _pretrainings(r, pre)
+    pre_seeds = r.seeds(pre.get("seeds"), "pretrain.seeds")
+    pre_flags = r.flags(pre.get("flags"), "pretrain.flags")
+    pre_data = r.data(pre.get("data"), "pretrain.data")
+    resources = {stage: r.resources(sections[stage].get("resources"), f"{stage}.resources", defaults)
+                 for stage in sections}
+    weights: Dict[str, Path] = {}
+    for run in pretrainings:
+        for seed in pre_seeds:
+            key = f"pretrain/{run.name}/seed{seed}"
+            out = suite.output_root / key
+            weights[key] = out / "weights.pth"
+            argv = ["--config", str(run.preset), *(["--data_path", str(pre_data)] if pre_data else []),
+                    *pre_flags, *run.flags, "--seed", str(seed), "--output_dir", str(out), "--resume", "auto"]
+            suite.jobs.append(Job(key, "pretrain", out, ENTRY["pretrain"], argv, resources["pretrain"], seed,
+                                  run.name, run.arch))
+    archs = {run.arch for run in pretrainings}
+
+    def starting_points(stage: str, section: dict, wanted_archs):
+        """(pretraining run, key of its job, its weights) a transfer stage starts from."""
+        seed = section.get("pretrain_seed", pre_seeds[0])
+        if seed not in pre_seeds:
+            r.fail(f"{stage}.pretrain_seed", f"seed {seed!r} is not among pretrain.seeds {pre_seeds}")
+        for run in pretrainings:
+            if run.arch in wanted_archs and run.transfer:
+                key = f"pretrain/{run.name}/seed{seed}"
+                yield run, key, weights[key]
+
+    def check_archs(stage: str, where: str, listed) -> None:
+        for arch in listed:
+            if arch not in archs:
+                r.fail(where, f"architecture {arch!r} has no pretraining in the file "
+                              f"(pretrain.architectures: {', '.join(sorted(archs))})")
+
+    for stage in ("det", "seg"):
+        if stage not in sections:
+            continue
+        sec = sections[stage]
+        tasks = r.mapping(sec.get("tasks"), f"{stage}.tasks", holds="task: {architecture: config}")
+        seeds = r.seeds(sec.get("seeds"), f"{stage}.seeds")
+        options = r.cfg_options(sec.get("cfg_options"), f"{stage}.cfg_options")
+        data = r.data(sec.get("data"), f"{stage}.data")
+        data_options = _det_seg_data_options(stage, data) if data else []
+        for task, per_arch in tasks.items():
+            r.name(task, f"{stage}.tasks")
+            configs = r.mapping(per_arch, f"{stage}.tasks.{task}", holds="architecture: config")
+            check_archs(stage, f"{stage}.tasks.{task}", configs)
+            config = {arch: r.file(cfg, f"{stage}.tasks.{task}.{arch}", "config") for arch, cfg in configs.items()}
+            for run, dep, ckpt in starting_points(stage, sec, configs):
+                for seed in seeds:
+                    key = f"{stage}/{task}/{run.name}/seed{seed}"
+                    out = suite.output_root / key
+                    argv = [str(config[run.arch]), "--work-dir", str(out), "--resume", "--cfg-options",
+                            f"model.backbone.init_cfg.checkpoint={ckpt}", f"randomness.seed={seed}",
+                            *data_options, *options]
+                    suite.jobs.append(Job(key, stage, out, ENTRY[stage], argv, resources[stage], seed, run.name,
+                                          run.arch, task, dep, ckpt))
+
+    if "cls" in sections:
+        sec = sections["cls"]
+        recipes = _path_mapping(r, sec.get("recipes"), "cls.recipes", "config", "recipe: config")
+        datasets = _path_mapping(r, sec.get("datasets"), "cls.datasets", "config", "dataset: config")
+        seeds = r.seeds(sec.get("seeds"), "cls.seeds")
+        flags = r.flags(sec.get("flags"), "cls.flags")
+        wanted = sec.get("architectures", sorted(archs))
+        if not isinstance(wanted, list) or not wanted:
+            r.fail("cls.architectures", f"expected a list of architectures of pretrain, not {wanted!r}")
+        check_archs("cls", "cls.architectures", wanted)
+        data = sec.get("data")
+        if isinstance(data, dict):
+            for name in data:
+                if name not in datasets:
+                    r.fail("cls.data", f"{name!r} is not among cls.datasets ({', '.join(datasets)})")
+            data_of = {name: r.data(data.get(name), f"cls.data.{name}") for name in datasets}
+        else:
+            data_of = dict.fromkeys(datasets, r.data(data, "cls.data"))
+        for recipe, recipe_cfgs in recipes.items():
+            for dataset, dataset_cfgs in datasets.items():
+                for run, dep, ckpt in starting_points("cls", sec, wanted):
+                    for seed in seeds:
+                        key = f"cls/{recipe}/{dataset}/{run.name}/seed{seed}"
+                        out = suite.output_root / key
+                        d = data_of[dataset]
+                        argv = ["--config", *map(str, recipe_cfgs + dataset_cfgs), "--finetune", str(ckpt),
+                                *(["--data_path", str(d)] if d else []), *flags, "--seed", str(seed),
+                                "--output_dir", str(out), "--resume", "auto"]
+                        suite.jobs.append(Job(key, "cls", out, ENTRY["cls"], argv, resources["cls"], seed,
+                                              run.name, run.arch, f"{recipe}/{dataset}", dep, ckpt))
+    return suite
+
+
+def select(suite: Suite, only: Sequence[str] = ()) -> List[Job]:
+    """The jobs whose key starts with one of ``only`` (all without), plus the pretraining
+    jobs they start from, in the suite's order."""
+    chosen = {j.key for j in suite.jobs if not only or any(j.key.startswith(p) for p in only)}
+    if only and not chosen:
+        raise SuiteError(f"--only {' '.join(only)}: no job of {suite.path} has a key starting so "
+                         f"(keys look like {suite.jobs[0].key})")
+    chosen |= {j.depends_on for j in suite.jobs if j.key in chosen and j.depends_on}
+    return [j for j in suite.jobs if j.key in chosen]
