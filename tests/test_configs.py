@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO, TINY
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from backbones.openmmlab.timm_backbone import check_data_preprocessor
 from demo_data import write_imagenet
-from helpers import REPO, TINY
 from pretrain.main import main as pretrain_main
 
 CONFIGS = sorted(str(p.relative_to(REPO)) for d in ("det_configs", "seg_configs")
@@ -48,10 +49,12 @@ def test_config_builds_and_loads_a_pretraining_checkpoint(config, checkpoints):
     else:
         from mmseg.registry import MODELS
     arch = cfg.model.backbone.arch
-    assert cfg.model.backbone.init_cfg.checkpoint == f"output/pretrain/{arch}_{Path(config).stem.rsplit('_', 1)[1].replace('-', '_')}/weights.pth"
+    variant = Path(config).stem.rsplit('_', 1)[1].replace('-', '_')
+    assert cfg.model.backbone.init_cfg.checkpoint == f"output/pretrain/{arch}_{variant}/weights.pth"
     cfg.model.backbone.init_cfg.checkpoint = str(checkpoints[arch])
     model = MODELS.build(cfg.model)
     model.init_weights()
+    check_data_preprocessor(model)  # the config normalises inputs as pretraining did (ImageNet mean/std)
     saved = torch.load(checkpoints[arch], weights_only=True)["model"]
     own = model.backbone.model.state_dict()
     shared = [k for k in own if k in saved]
