@@ -4,7 +4,7 @@ instances, ADE20K semantic maps and a classification-transfer split
 from .ade20k import write_ade20k
 from .coco import write_coco
 from .everything import write_demo_data
-from .imagenet import PRETRAIN_CATEGORIES, TRANSFER_CATEGORIES, folder_name, write_imagenet, write_transfer, wnid
+from .imagenet import PRETRAIN_CATEGORIES, TRANSFER_CATEGORIES, folder_name, wnid, write_imagenet, write_transfer
 from .scenes import CATEGORIES, Scene, SceneObject, category_name, image_rng, render_scene
 
 __all__ = ["CATEGORIES", "PRETRAIN_CATEGORIES", "TRANSFER_CATEGORIES", "Scene", "SceneObject",

@@ -20,8 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .imagenet import PRETRAIN_CATEGORIES
-from .scenes import (Scene, category_name, mark_written, multi_object_scene, multi_object_spec,
-                     written_before)
+from .scenes import Scene, category_name, mark_written, multi_object_scene, multi_object_spec, written_before
 
 SPLITS = (("training", "train"), ("validation", "val"))  # (folder, file-name tag), as ADE20K names them
 

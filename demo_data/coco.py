@@ -23,8 +23,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from .imagenet import PRETRAIN_CATEGORIES
-from .scenes import (CATEGORIES, category_name, mark_written, multi_object_scene, multi_object_spec,
-                     written_before)
+from .scenes import CATEGORIES, category_name, mark_written, multi_object_scene, multi_object_spec, written_before
 
 MIN_PIXELS = 16  # smaller visible remnants are not annotated
 SPLITS = (("train", 1), ("val", 1_000_001))  # (split, first image id): ids unique across splits

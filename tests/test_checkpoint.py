@@ -116,5 +116,6 @@ def test_a_paper_name_and_its_timm_name_are_one_architecture(tmp_path):
     path = tmp_path / "w.pth"
     torch.save({"model": timm.create_model("vit_tiny").state_dict(), "meta": {"arch": "vit_tiny_patch16_224"}}, path)
     assert load_pretrained(timm.create_model("vit_tiny"), path, expected_arch="vit_tiny").loaded > 100
-    with pytest.raises(CheckpointError, match="pretrained as 'vit_tiny_patch16_224', but the model here is 'vit_small'"):
+    with pytest.raises(CheckpointError,
+                       match="pretrained as 'vit_tiny_patch16_224', but the model here is 'vit_small'"):
         load_pretrained(timm.create_model("vit_small"), path, expected_arch="vit_small")

@@ -11,8 +11,18 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from demo_data import (CATEGORIES, PRETRAIN_CATEGORIES, TRANSFER_CATEGORIES, category_name, image_rng,
-                       render_scene, write_ade20k, write_coco, write_imagenet, write_transfer)
+from demo_data import (
+    CATEGORIES,
+    PRETRAIN_CATEGORIES,
+    TRANSFER_CATEGORIES,
+    category_name,
+    image_rng,
+    render_scene,
+    write_ade20k,
+    write_coco,
+    write_imagenet,
+    write_transfer,
+)
 
 # Not the identity order, so "position in the list" and "index into CATEGORIES" differ.
 CATS = (14, 3, 9, 0, 7)

@@ -66,7 +66,9 @@ def test_linear_end_points_and_cutoff_boundary():
 
 
 def test_peak_reports_the_largest_requested_rate():
-    mk = lambda mode, cutoff: DropSchedule(0.1, epochs=4, iters_per_epoch=2, mode=mode, cutoff_epoch=cutoff)
+    def mk(mode, cutoff):
+        return DropSchedule(0.1, epochs=4, iters_per_epoch=2, mode=mode, cutoff_epoch=cutoff)
+
     assert mk("early", 2).peak == 0.1
     assert mk("early", 0).peak == 0.0       # window of zero length
     assert mk("late", 4).peak == 0.0        # starts at the very end

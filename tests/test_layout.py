@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TINY, assert_fails_with
 
 from backbones.errors import UserError, one_line
+from helpers import REPO, TINY, assert_fails_with
 from pretrain.main import main as pretrain_main
 
 # package -> packages it may import (core -> engine -> applications -> tools)
@@ -69,11 +69,10 @@ def test_configs_find_the_adapter_through_custom_imports(imports, tmp_path):
 
 
 def test_every_user_error_is_one_user_error_type():
-    from mm_launch import LaunchError
-
     from backbones.checkpoint import CheckpointError
     from backbones.drop_sites import NoDropSitesError
     from backbones.models import UnknownModelError
+    from mm_launch import LaunchError
     from training.config import ConfigError
     from training.data import DataError
     from training.engine import NonFiniteLossError

@@ -6,10 +6,9 @@ import subprocess
 import pytest
 import torch
 
-from pretrain.main import main
-
 import helpers
 from helpers import REPO, TINY, free_port, read_jsonl, start_and_kill
+from pretrain.main import main
 
 
 def run(argv):
@@ -42,7 +41,8 @@ def test_early_dropout_run_differs_from_baseline_only_in_dropout(small_imagenet,
     ipe = 6  # 96 images / 16
     assert len(base) == len(early) == 3 * ipe
     for b, e in zip(base, early):
-        assert (b["step"], b["epoch"], b["lr"], b["weight_decay"]) == (e["step"], e["epoch"], e["lr"], e["weight_decay"])
+        keys = ("step", "epoch", "lr", "weight_decay")
+        assert [b[k] for k in keys] == [e[k] for k in keys]
         assert b["dropout"] == 0.0 and b["drop_path"] == e["drop_path"] == 0.0
     n = 2 * ipe
     for r in early:  # read back off the model: linspace(0.2, 0, n) before the cutoff, 0 after

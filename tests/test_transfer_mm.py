@@ -19,7 +19,6 @@ from helpers import REPO, TINY
 from pretrain.main import main as pretrain_main
 
 
-
 def _tool(name):
     import importlib.util
     spec = importlib.util.spec_from_file_location(f"dt_tools_{name}", REPO / "tools" / f"{name}.py")
@@ -97,7 +96,7 @@ def test_mask_rcnn_fine_tunes_and_reports_coco_ap(tmp_path, coco, pretrained):
     assert record["start_checkpoint"]["sha256"] == file_sha256(pretrained)
     assert record["start_checkpoint"]["pretrain"]["method"] == "no dropout"
     scalars = glob.glob(str(work / "*/vis_data/scalars.json"))
-    losses = [json.loads(l) for l in Path(scalars[0]).read_text().splitlines() if '"loss"' in l]
+    losses = [json.loads(line) for line in Path(scalars[0]).read_text().splitlines() if '"loss"' in line]
     assert losses and all(math.isfinite(r["loss"]) for r in losses)
 
     # tools/test.py on the fine-tuned checkpoint gives the same AP.
@@ -144,7 +143,8 @@ def test_upernet_fine_tunes_and_reports_miou(tmp_path, ade, pretrained):
     metrics = json.loads((work / "metrics.json").read_text())
     assert 0.0 <= metrics["metrics"]["mIoU"] <= 100.0 and metrics["iter"] == 4
     record = json.loads((work / "run.json").read_text())
-    assert record["kind"] == record["task"] == "mmseg" and record["start_checkpoint"]["sha256"] == file_sha256(pretrained)
+    assert record["kind"] == record["task"] == "mmseg"
+    assert record["start_checkpoint"]["sha256"] == file_sha256(pretrained)
 
 
 def test_missing_dataset_and_wrong_checkpoint_fail_in_one_line(tmp_path, coco, pretrained, capsys):
@@ -161,3 +161,13 @@ def test_missing_dataset_and_wrong_checkpoint_fail_in_one_line(tmp_path, coco, p
                             *det_options(coco, pretrained), f"model.backbone.init_cfg.checkpoint={wrong}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "convnext.pth does not match" in err and "missing from the file" in err and "blocks.0" in err
+
+
+def test_coco_data_without_the_configs_classes_is_one_line(tmp_path, coco, pretrained, capsys):
+    # mmdet keeps no image of such a file and mmengine fails deep inside with
+    # "need at least one array to concatenate"; the launcher says what is wrong instead.
+    assert train_tool.main([str(DET_DEMO), "--work-dir", str(tmp_path / "w"), "--cfg-options",
+                            *det_options(coco, pretrained), "train_dataloader.dataset.metainfo.classes=(cat,dog)"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "instances_train2017.json" in err and "cat, dog" in err and "solid circle" in err, err

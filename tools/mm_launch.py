@@ -9,9 +9,11 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
+import torch
 from mmengine.config import Config, DictAction
 
 from backbones.errors import UserError, run_cli  # noqa: F401  (the launchers' error reporting)
+from check_env import mmcv_ops_problems
 
 
 class LaunchError(UserError):
@@ -36,7 +38,6 @@ def load_config(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.launcher == "pytorch":
-        import torch
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:  # one process needs no process group (and works on a CPU)
             cfg.launcher = "none"
@@ -122,9 +123,21 @@ def run_checked(cfg: Config, loaders: List[str], action: str) -> None:
         raise LaunchError(why) from None
 
 
+def check_gpu_ops() -> None:
+    """On a GPU machine, mmcv's nms / roi_align must run there before a model is
+    built: a CPU-only mmcv would otherwise stop Mask R-CNN at its first RPN."""
+    if not torch.cuda.is_available():
+        return
+    problems = mmcv_ops_problems([f"cuda:{torch.cuda.current_device()}"])
+    if problems:
+        raise LaunchError(problems[0])
+
+
 def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    check_gpu_ops()
 
     import backbones.openmmlab  # noqa: F401  (registers the suite's backbone, hooks and runner)
     return RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
