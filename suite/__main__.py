@@ -63,24 +63,20 @@ def _queue_if_reachable(suite: Suite, jobs: List[Job], required: bool) -> Option
         return None
 
 
-def _selection(suite: Suite, args) -> List[Job]:
-    return select(suite, args.only or ())
-
-
 def _counts(st: Dict[str, state.Status]) -> str:
     kinds = [s.state for s in st.values()]
     return ", ".join(f"{kinds.count(k)} {k}" for k in state.STATES if k in kinds)
 
 
-def _rerun_line(args, st: Dict[str, state.Status]) -> Optional[str]:
+def _rerun_line(args, st: Dict[str, state.Status], executor: str) -> Optional[str]:
     if not any(s.state == state.FAILED for s in st.values()):
         return None
-    extra = f" --executor {args.executor}" if args.executor != "local" else ""
+    extra = f" --executor {executor}" if executor != "local" else ""
     extra += f" --output_root {args.output_root}" if args.output_root else ""
     return f"rerun the failed ones: python -m suite run {rel(args.suite)} --failed{extra}"
 
 
-def print_table(suite: Suite, jobs: List[Job], st: Dict[str, state.Status]) -> None:
+def print_table(jobs: List[Job], st: Dict[str, state.Status]) -> None:
     width = max(len(j.key) for j in jobs)
     for job in jobs:
         s = st[job.key]
@@ -96,7 +92,7 @@ def _report_problems(st: Dict[str, state.Status], args) -> int:
     for key, s in problems.items():
         print(f"  {s.state} {key}: {s.detail}" + (f" (log {rel(s.log)})" if s.log and s.state == state.FAILED
                                                   else ""), file=sys.stderr)
-    line = _rerun_line(args, st)
+    line = _rerun_line(args, st, args.executor)
     if line:
         print(line)
     unfinished = [s for s in st.values() if s.state not in (state.DONE, state.QUEUED, state.RUNNING)]
@@ -137,11 +133,8 @@ def wait_for(suite: Suite, jobs: List[Job], poll: float, checkpoints: state.Chec
 
 def cmd_run(args) -> int:
     suite = load_suite(args.suite, args.output_root)
-    jobs = _selection(suite, args)
+    jobs = select(suite, args.only or ())
     slurm_mode = args.executor == "slurm"
-    if slurm_mode and not args.dry_run:
-        from . import slurm  # submitit is needed only here
-        slurm.find_slurm()
     queue = _queue_if_reachable(suite, jobs, slurm_mode and not args.dry_run)
     checkpoints = state.Checkpoints()
     st = state.statuses(suite, jobs, checkpoints, queue)
@@ -208,10 +201,11 @@ def cmd_run(args) -> int:
 
 def cmd_status(args) -> int:
     suite = load_suite(args.suite, args.output_root)
-    jobs = _selection(suite, args)
-    st = state.statuses(suite, jobs, state.Checkpoints(), _queue_if_reachable(suite, jobs, False))
-    print_table(suite, jobs, st)
-    line = _rerun_line(args, st)
+    jobs = select(suite, args.only or ())
+    queue = _queue_if_reachable(suite, jobs, False)
+    st = state.statuses(suite, jobs, state.Checkpoints(), queue)
+    print_table(jobs, st)
+    line = _rerun_line(args, st, "slurm" if queue is not None else "local")
     if line:
         print(line)
     return 0
@@ -237,8 +231,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="local: GPUs to use (default: CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists)")
     r.add_argument("--wait", action="store_true", help="slurm: stay until every job left the queue")
     r.add_argument("--poll", type=float, default=10.0, help="slurm --wait: seconds between squeue calls")
-    s = sub.add_parser("status", parents=[common], help="a table of every job's state")
-    s.set_defaults(executor="local")
+    sub.add_parser("status", parents=[common], help="a table of every job's state")
     args = p.parse_args(argv)
     code = 0
 

@@ -177,7 +177,6 @@ def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say
     """Submit ``todo``: pretraining first, then per transfer stage one array per pretraining
     run. Returns key -> slurm job id, and the keys left for later (their pretraining
     runs somewhere Slurm cannot depend on)."""
-    executor = submitit.SlurmExecutor(folder=suite.book / "slurm", max_num_timeout=MAX_TIMEOUT_REQUEUES)
     ids: Dict[str, str] = {}
     later: List[str] = []
     groups: Dict[tuple, List[Job]] = {}
@@ -196,6 +195,8 @@ def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say
                 continue
             dependency = f"afterok:{dep_id}"
         name = f"{stage}:{dep.split('/')[1] if dep else suite.output_root.name}"
+        # one executor per array: submitit's parameters only accumulate
+        executor = submitit.SlurmExecutor(folder=suite.book / "slurm", max_num_timeout=MAX_TIMEOUT_REQUEUES)
         executor.update_parameters(**_parameters(res, name, dependency))
         try:
             with executor.batch():

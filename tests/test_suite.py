@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 import torch
-from helpers import REPO
 
 from demo_data import write_imagenet, write_transfer
+from helpers import REPO
 from suite import load_suite
 from suite.__main__ import main
 from suite.spec import STAGES
@@ -31,8 +31,8 @@ def data(tmp_path_factory):
     return root
 
 
-def tiny_suite(path, data, output_root, b_flags="[--model, no_such_model]"):
-    """Two pretraining runs (``b`` fails with ``b_flags``) and a fine-tuning from each."""
+def tiny_suite(path, data, output_root, b_flags="[--model, no_such_model]", cls_seeds="[0]"):
+    """Two pretraining runs (``b`` fails with ``b_flags``) and fine-tuning from each."""
     path.write_text(textwrap.dedent(f"""\
         output_root: {output_root}
         resources: {{cpus_per_task: 1, time: 15}}
@@ -47,6 +47,7 @@ def tiny_suite(path, data, output_root, b_flags="[--model, no_such_model]"):
           recipes: {{finetune: cls_configs/demo_cpu.yaml}}
           datasets: {{transfer: cls_configs/_base_/demo_data.yaml}}
           data: {data / 'transfer'}
+          seeds: {cls_seeds}
           flags: {json.dumps(TINY_CLS)}
         """))
     return path

@@ -97,20 +97,25 @@ def test_slurm_runs_the_matrix_after_its_pretraining_and_keeps_failures_to_their
         assert when(job["StartTime"]) >= when(pre["EndTime"])
     assert ended[submitted(root, "seg/demo/b/seed1")]["JobState"] == "CANCELLED"
 
-    # Mended, the same command runs what is left; then there is nothing to do.
-    tiny_suite(path, data, root, b_flags="[]")
+    # Mended and with a second fine-tuning seed, the same command runs what is left: a transfer from
+    # finished pretraining waits for nothing. Then there is nothing to do.
+    tiny_suite(path, data, root, b_flags="[]", cls_seeds="[0, 1]")
     path.write_text(path.read_text() + seg)
     code, out, err = run(["run", path, "--executor", "slurm", "--wait", "--poll", "1"], capsys)
-    assert code == 0 and "6 jobs: 6 done" in out, out + err
+    assert code == 0 and "8 jobs: 8 done" in out, out + err
+    scripts = {key: (root / ".suite/slurm" / f"{submitted(root, key).split('_')[0]}_submission.sh").read_text()
+               for key in ("cls/finetune/transfer/a/seed1", "cls/finetune/transfer/b/seed1")}
+    assert "--dependency" not in scripts["cls/finetune/transfer/a/seed1"]
+    assert f"--dependency=afterok:{submitted(root, 'pretrain/b/seed0')}" in scripts["cls/finetune/transfer/b/seed1"]
     code, out, _ = run(["run", path, "--executor", "slurm"], capsys)
-    assert code == 0 and out.startswith("nothing to do: 6 jobs of") and out.strip().endswith(": 6 done"), out
+    assert code == 0 and out.startswith("nothing to do: 8 jobs of") and out.strip().endswith(": 8 done"), out
 
     # A pretraining redone after its transfers: they are stale, reported, and nothing is submitted.
     weights = root / "pretrain/b/seed0/weights.pth"
     saved = torch.load(weights, weights_only=True)
     torch.save({**saved, "meta": {**saved["meta"], "seed": 7}}, weights)
     code, out, err = run(["run", path, "--executor", "slurm"], capsys)
-    assert code == 1 and "4 done, 2 stale" in out and "submitted" not in out, out
+    assert code == 1 and "5 done, 3 stale" in out and "submitted" not in out, out
     assert f"stale seg/demo/b/seed1: {weights} changed after this run" in err
 
 
