@@ -249,7 +249,7 @@ def test_local_runs_dependencies_first_keeps_failures_to_their_dependents_and_re
 def test_only_selects_by_key_and_brings_the_pretraining_along(data, tmp_path, capsys):
     path = tiny_suite(tmp_path / "suite.yaml", data, tmp_path / "out", b_flags="[]")
     code, out, _ = run(["run", path, "--dry_run", "--only", "cls/finetune/transfer/b"], capsys)
-    assert code == 0 and [line.split(":")[0] for line in out.splitlines() if "would run" in line] == [
+    assert code == 0 and [line.split(":")[0] for line in out.splitlines() if ": would run" in line] == [
         "pretrain/b/seed0", "cls/finetune/transfer/b/seed0"]
     code, _, err = run(["status", path, "--only", "det/"], capsys)
     assert code == 2 and err.startswith("error: --only det/: no job of") and len(err.splitlines()) == 1
