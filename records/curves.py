@@ -37,13 +37,18 @@ def _finite(v) -> Optional[float]:
     return float(v) if math.isfinite(v) else None
 
 
-def _points(rows, x_key: str, y_key: str, x_scale: float = 1.0) -> Points:
+def _points(rows, x_key: str, y_key: str, x_scale: float = 1.0, x_shift: float = 0.0) -> Points:
     out = {}
     for r in rows:
         x, y = _finite(r.get(x_key)), _finite(r.get(y_key))
         if x is not None and y is not None:
-            out[x * x_scale] = y  # a later record of the same x (a resumed run) wins
+            out[x * x_scale + x_shift] = y  # a later record of the same x (a resumed run) wins
     return sorted(out.items())
+
+
+def _epoch_points(rec: RunRecord, y_key: str) -> Points:
+    # log.jsonl numbers an epoch from 0 and measures at its end: x = epochs done, as for the rates
+    return _points(read_jsonl(rec.run_dir / EPOCH_LOG), "epoch", y_key, x_shift=1.0)
 
 
 def _mm_scalars(run_dir: Path) -> List[dict]:
@@ -55,7 +60,7 @@ def _mm_scalars(run_dir: Path) -> List[dict]:
 
 def train_loss_curve(rec: RunRecord) -> Curve:
     if rec.kind in ("pretrain", "cls_finetune"):
-        return Curve(_points(read_jsonl(rec.run_dir / EPOCH_LOG), "epoch", "train_loss", ), "epoch")
+        return Curve(_epoch_points(rec, "train_loss"), "epoch")
     rows = [r for r in _mm_scalars(rec.run_dir) if "loss" in r]
     return Curve(_points(rows, "iter" if any("iter" in r for r in rows) else "step", "loss"), "iteration")
 
@@ -68,7 +73,7 @@ def val_curve(rec: RunRecord, metric_id: str) -> Curve:
         return Curve([], "")
     if rec.kind in ("pretrain", "cls_finetune"):
         key = {"top1": "val_top1", "top5": "val_top5", "train_loss": "train_loss"}[metric_id]
-        return Curve(_points(read_jsonl(rec.run_dir / EPOCH_LOG), "epoch", key), "epoch")
+        return Curve(_epoch_points(rec, key), "epoch")
     rows = [{"x": r.get("epoch") if rec.kind == "mmdet" else r.get("iter"),
              "y": (r.get("metrics") or {}).get(metric.path[-1])} for r in read_jsonl(rec.run_dir / VAL_METRICS)]
     points = [(x, y * metric.scale) for x, y in _points(rows, "x", "y")]

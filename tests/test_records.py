@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TINY, read_jsonl, run_ok
 
 import records
 from backbones.checkpoint import file_sha256
 from demo_data import write_ade20k, write_coco, write_transfer
+from helpers import REPO, TINY, read_jsonl, run_ok
 
 FAST = ["--num_workers", "0", "--tensorboard", "false"]
 VIT = ["--model_kwargs", "{depth: 2, patch_size: 8, embed_dim: 96, num_heads: 3}"]
@@ -177,7 +177,7 @@ def test_a_pretraining_run_reads_back(pretrained):
     assert rec.metrics["top1"] == raw["final"]["top1"] and rec.metrics["train_loss"] == raw["train_loss_last_epoch"]
     from records import curves
     losses = curves.train_loss_curve(rec)
-    assert [x for x, _ in losses.points] == [0, 1] and losses.x_unit == "epoch"
+    assert [x for x, _ in losses.points] == [1, 2] and losses.x_unit == "epoch"  # epochs done
     rates = curves.drop_rate_curves(rec)["dropout"].points
     per_epoch = rec.info["iters_per_epoch"]
     assert len(rates) == 2 * per_epoch

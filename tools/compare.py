@@ -100,7 +100,7 @@ def select_metrics(requested: Optional[List[str]]) -> Dict[str, List[records.Met
     """{kind: metrics to compare}: the headline metrics, every metric ('all'), or the named ones."""
     if not requested:
         return {k: records.headline_metrics(k) for k in records.KINDS}
-    if requested == ["all"]:
+    if "all" in requested:
         return {k: records.metrics_of(k) for k in records.KINDS}
     known = sorted({m.id for m in records.METRIC_RULES})
     for name in requested:
@@ -716,7 +716,7 @@ def compare(args) -> Path:
     for baseline in args.baseline or []:
         if baseline not in found:
             raise UserError(f"--baseline {baseline!r}: no run has this pretraining method; found: {'; '.join(found)}")
-    if args.metric and args.metric != ["all"]:
+    if args.metric and "all" not in args.metric:
         kinds = {r.kind for r in runs}
         if not any(metrics.get(k) for k in kinds):
             raise UserError(f"--metric {' '.join(args.metric)}: no run found reports it (tasks found: "
