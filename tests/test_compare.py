@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 from compare import main as compare_main
-from helpers import REPO, TINY, assert_fails_with, run_ok
 
 import records
 from backbones.checkpoint import file_sha256
+from helpers import REPO, TINY, assert_fails_with, run_ok
 
 BASE, EARLY = "no dropout", "early-linear dropout 0.1 until epoch 50"
 EARLY_SD = "early-linear drop_path 0.1 until epoch 50"
