@@ -9,22 +9,13 @@ less of a GPU step at the paper's batch sizes). Results go in BENCHMARKS.md.
 """
 from __future__ import annotations
 
-import time
-
 import torch
+from benchlib import timed
 
 from backbones import DropPlan, DropSites, create_model_with_drop
 
 CASES = [("vit_tiny", dict(dropout=0.1), 224), ("vit_base", dict(drop_path=0.4), 224),
          ("swin_femto", dict(dropout=0.1), 224), ("convnext_femto", dict(drop_path=0.1), 224)]
-
-
-def timed(fn, repeat: int) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
 
 
 def main() -> None:
@@ -36,11 +27,11 @@ def main() -> None:
         model = create_model_with_drop(name, **rates)
         sites = DropSites(model, name)
         it = iter(range(10**9))
-        per_iter = timed(lambda: sites.apply(*plan(next(it))), 2000)
+        per_iter = timed(lambda sites=sites, plan=plan, it=it: sites.apply(*plan(next(it))), 2000)
         x = torch.randn(8, 3, size, size)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
 
-        def step():
+        def step(opt=opt, model=model, x=x):  # bound now: B023
             opt.zero_grad()
             model(x).mean().backward()
             opt.step()

@@ -12,24 +12,15 @@ in BENCHMARKS.md.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn as nn
+from benchlib import timed
 
 from backbones import create_model_with_drop
 from cls_finetune.main import freeze_backbone, linear_probe_mode, new_head
 
 CASES = [("vit_tiny", 224), ("convnext_femto", 224)]
 BATCH, CLASSES = 16, 100
-
-
-def timed(fn, repeat: int = 5) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
 
 
 def step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -41,7 +32,7 @@ def step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return timed(step)
+    return timed(step, 5)
 
 
 def main() -> None:
@@ -58,7 +49,7 @@ def main() -> None:
         probe = step_time(model, x, y)
         model.eval()
         with torch.no_grad():
-            forward = timed(lambda: model(x))
+            forward = timed(lambda model=model, x=x: model(x), 5)
         print(f"{name:<16}{finetune * 1e3:>13.0f} ms{probe * 1e3:>16.0f} ms{forward * 1e3:>12.0f} ms"
               f"{probe / finetune:>10.2f}")
 

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "tools/pretrain.sh, or the paper's release)")
     g.add_argument("--linear_probe", type=_bool, nargs="?", const=True, default=False,
                    help="freeze the backbone (kept in eval mode) and train only a new linear head")
+    g.add_argument("--probe_features", default="per_step", choices=("per_step", "cached"),
+                   help="linear probe: per_step runs the frozen backbone on every augmented batch; cached "
+                   "computes each image's features once (no augmentation, eval mode) and trains the head on them")
     g.add_argument("--num_classes", type=int, default=0,
                    help="classes of the new head; 0 = the dataset's (a different number is an error)")
     # Fine-tuning recipe (see cls_configs/_base_/finetune.yaml): the model comes from the checkpoint.
@@ -41,6 +44,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.linear_probe and (args.dropout > 0 or args.drop_path > 0):
         raise ConfigError(f"--linear_probe: the frozen backbone runs in eval mode, so --dropout {args.dropout} / "
                           f"--drop_path {args.drop_path} would do nothing; set both to 0")
+    if args.probe_features == "cached":
+        if not args.linear_probe:
+            raise ConfigError("--probe_features cached: features can be cached only for a --linear_probe "
+                              "(fine-tuning changes the backbone at every update)")
+        if args.mixup > 0 or args.cutmix > 0 or args.model_ema:
+            raise ConfigError("--probe_features cached trains the head on fixed feature vectors: set --mixup 0 "
+                              "--cutmix 0 (they mix images) and leave --model_ema off")
     if args.num_classes < 0:
         raise ConfigError(f"--num_classes {args.num_classes} must be >= 0")
     return args

@@ -13,6 +13,7 @@ logs, ``val_*`` is measured on the official test split.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,13 +22,15 @@ import torch.nn as nn
 from backbones.checkpoint import CheckpointError, load_pretrained, read_checkpoint, split_checkpoint
 from backbones.errors import run_cli
 from backbones.models import same_architecture
+from training import distributed as D
 from training.config import ConfigError
-from training.data import build_transforms, make_loaders
+from training.data import EpochSampler, build_transforms, make_loaders
 from training.run import RunContext, RunData, TrainingRun, build_timm_model
 from training.state import latest_checkpoint, load_training_checkpoint
 
 from .config import parse_args
 from .datasets import build_splits
+from .probe import FeatureBatches, extract_features
 
 __all__ = ["FinetuneRun", "freeze_backbone", "linear_probe_mode", "new_head", "run", "main"]
 
@@ -100,7 +103,10 @@ class FinetuneRun(TrainingRun):
         # dataset decides the head.
         model = build_timm_model(args, num_classes=0)
         train_tf, test_tf = build_transforms(args, model)
+        if self.cached:  # features of the training images are computed once, without augmentation
+            train_tf = test_tf
         splits = build_splits(args.dataset, args.data_path, train_tf, test_tf, check_md5=args.check_md5)
+        self.splits = splits
         if args.num_classes and args.num_classes != len(splits.classes):
             raise ConfigError(f"--num_classes {args.num_classes}: {splits.description} has "
                               f"{len(splits.classes)} classes")
@@ -111,7 +117,8 @@ class FinetuneRun(TrainingRun):
         return RunData(model, splits.classes, splits.train, train_loader, train_sampler, test_loader,
                        description=splits.description,
                        record={"dataset": args.dataset, "data_path": str(Path(args.data_path).resolve()),
-                               "mode": self.mode, "test_images": len(splits.test)})
+                               "mode": self.mode, "test_images": len(splits.test),
+                               "probe_features": args.probe_features if args.linear_probe else None})
 
     def initial_weights(self, ctx: RunContext) -> Optional[dict]:
         args = self.args
@@ -126,11 +133,41 @@ class FinetuneRun(TrainingRun):
         return report.provenance
 
     def train_mode(self, model: nn.Module) -> None:
+        if self.cached:  # the classifier alone runs
+            model.train()
+            return
         (linear_probe_mode if self.args.linear_probe else nn.Module.train)(model)
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.args.linear_probe and self.args.probe_features == "cached")
+
+    def forward_module(self, ctx: RunContext) -> nn.Module:
+        return classifier(ctx.model) if self.cached else ctx.model
+
+    def train(self, ctx: RunContext) -> dict:
+        """With ``--probe_features cached``: the backbone's features of both splits
+        first (every process computes all of them), then the head's epochs on them.
+        The features' time counts in ``wall_time_s``."""
+        if not self.cached:
+            return super().train(ctx)
+        args, t0 = self.args, time.time()
+        train = extract_features(ctx.model, self.splits.train, args.batch_size, args.num_workers, ctx.device,
+                                 ctx.amp_dtype)
+        test = extract_features(ctx.model, self.splits.test, args.batch_size, args.num_workers, ctx.device,
+                                ctx.amp_dtype)
+        test_sampler = EpochSampler(len(self.splits.test), shuffle=False, seed=args.seed, rank=D.rank(),
+                                    world_size=D.world_size())
+        ctx.data.train_loader = FeatureBatches(*train, ctx.data.train_sampler, args.batch_size, drop_last=True)
+        ctx.data.val_loader = FeatureBatches(*test, test_sampler, args.batch_size, drop_last=False)
+        feature_seconds = time.time() - t0
+        out = super().train(ctx)
+        return {**out, "wall_time_s": out["wall_time_s"] + feature_seconds}
 
     def summary(self, ctx: RunContext) -> dict:
         origin = ctx.origin or {}
         return {"dataset": self.args.dataset, "mode": self.mode,
+                "probe_features": self.args.probe_features if self.args.linear_probe else None,
                 "pretrain_method": origin.get("pretrain", {}).get("method"), "pretrain_sha256": origin.get("sha256")}
 
     @property

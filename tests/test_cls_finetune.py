@@ -246,3 +246,50 @@ def test_linear_probe_refuses_drop_rates(tmp_path, capsys):
     err = fails(["--config", PROBE, "--drop_path", "0.1", "--output_dir", tmp_path], capsys, "--drop_path 0.1")
     assert err.startswith("error: --linear_probe:")
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_cached_feature_probe_trains_the_head_on_the_backbones_own_features(weights, transfer, tmp_path):
+    out = tmp_path / "cached"
+    run_ok(main, ["--config", PROBE, *FAST, "--data_path", transfer, "--finetune", weights, "--output_dir", out,
+                  "--epochs", "3", "--probe_features", "cached"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["mode"], metrics["probe_features"]) == ("linear_probe", "cached")
+    assert metrics["final"]["n"] == 120 and metrics["final"]["top1"] > 2 * 100 / 6
+    assert json.loads((out / "run.json").read_text())["probe_features"] == "cached"
+    before = torch.load(weights, weights_only=True)["model"]
+    after = torch.load(out / "weights.pth", weights_only=True)["model"]
+    assert [k for k in after if not k.startswith("head.") and not torch.equal(before[k], after[k])] == []
+    assert after["head.weight"].shape == (6, 96) and after["head.weight"].abs().max() > 0.01
+    assert len(read_jsonl(out / "log_iter.jsonl")) == 3 * (360 // 32)
+    # The exported classifier measured on the test images (backbone + head, as any
+    # fine-tuned model) scores what the head scored on the cached features.
+    run_ok(main, ["--config", PROBE, *FAST, "--data_path", transfer, "--finetune", out / "weights.pth", "--eval",
+                  "--output_dir", tmp_path / "ev"])
+    got = json.loads((tmp_path / "ev/metrics_eval.json").read_text())["val"]
+    assert got["top1"] == pytest.approx(metrics["final"]["top1"])
+    assert got["loss"] == pytest.approx(metrics["final"]["loss"], rel=1e-4)
+
+
+def test_feature_batches_follow_the_sampler_and_its_resume_offset():
+    from cls_finetune.probe import FeatureBatches
+    from training.data import EpochSampler
+    feats, labels = torch.arange(10.0)[:, None].repeat(1, 3), torch.arange(10)
+    sampler = EpochSampler(10, shuffle=True, seed=3)
+    sampler.set_epoch(2)
+    order = [i for i, _ in sampler]
+    batches = list(FeatureBatches(feats, labels, sampler, batch_size=4, drop_last=True))
+    assert len(batches) == 2 == len(FeatureBatches(feats, labels, sampler, 4, drop_last=True))
+    assert torch.cat([y for _, y in batches]).tolist() == order[:8]
+    assert all(torch.equal(x[:, 0].long(), y) for x, y in batches)
+    sampler.set_epoch(2, start=4)  # a run resumed after one update skips its samples
+    assert [y.tolist() for _, y in FeatureBatches(feats, labels, sampler, 4, drop_last=True)] == [order[4:8]]
+    sampler.set_epoch(2)
+    assert [len(y) for _, y in FeatureBatches(feats, labels, sampler, 4, drop_last=False)] == [4, 4, 2]
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--config", DEMO, "--probe_features", "cached"], "only for a --linear_probe"),
+    (["--config", PROBE, "--probe_features", "cached", "--mixup", "0.8"], "--mixup 0"),
+])
+def test_cached_probe_refuses_what_fixed_features_cannot_do(flags, fragment, tmp_path, capsys):
+    fails([*flags, "--output_dir", tmp_path], capsys, "--probe_features cached", fragment)

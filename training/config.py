@@ -104,6 +104,13 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="also save checkpoint-last.pth every N updates within an epoch (0: only at epoch end)")
     g.add_argument("--print_freq", type=int, default=50)
     g.add_argument("--tensorboard", type=_bool, default=True)
+    g = p.add_argument_group("speed (GPU fast paths; defaults run the paper's recipe as is)")
+    g.add_argument("--fused_adamw", default="off",
+                   help="off (torch's default AdamW) | auto (fused on CUDA, foreach elsewhere) | on (fused) | foreach")
+    g.add_argument("--channels_last", type=_bool, nargs="?", const=True, default=False,
+                   help="NHWC model and inputs (helps convolutions on GPUs: ConvNeXt)")
+    g.add_argument("--compile", type=_bool, nargs="?", const=True, default=False,
+                   help="torch.compile the training forward (drop sites stay eager when their rate changes per update)")
 
 
 def read_yaml_mapping(path: Path, what: str, holds: str) -> dict:
@@ -172,6 +179,8 @@ def validate(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise ConfigError(f"--layer_decay: {exc}") from None
     need(args.num_workers >= 0, f"--num_workers {args.num_workers} must be >= 0")
+    need(args.fused_adamw in ("off", "auto", "on", "foreach"),
+         f"--fused_adamw {args.fused_adamw!r}: choose off, auto, on or foreach")
 
 
 def save_config(args: argparse.Namespace, path: Path) -> None:

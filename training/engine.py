@@ -76,10 +76,12 @@ class Trainer:
     on_update: Optional[Callable[[int], None]] = None
     # Puts the model in training mode (a linear probe keeps its frozen backbone in eval mode).
     train_mode: Optional[Callable[[nn.Module], None]] = None
+    channels_last: bool = False      # inputs in NHWC (--channels_last)
 
     @property
     def unwrapped(self) -> nn.Module:
-        return getattr(self.model, "module", self.model)
+        model = getattr(self.model, "_orig_mod", self.model)  # torch.compile's wrapper, then DDP's
+        return getattr(model, "module", model)
 
     def set_hyperparams(self, step: int) -> None:
         lr, wd = self.lr_schedule(step), self.wd_schedule(step)
@@ -106,6 +108,8 @@ class Trainer:
             if micro == 0:
                 self.set_hyperparams(step)
             samples = samples.to(self.device, non_blocking=True)
+            if self.channels_last and samples.dim() == 4:
+                samples = samples.contiguous(memory_format=torch.channels_last)
             targets = targets.to(self.device, non_blocking=True)
             if self.mixup_fn is not None:
                 samples, targets = self.mixup_fn(samples, targets)
@@ -116,23 +120,29 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                     enabled=self.amp_dtype is not None):
                     loss = self.criterion(self.model(samples), targets)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        f"loss is {loss_value} at epoch {epoch}, update {step}: training stopped "
-                        "before applying it; checkpoints written so far are untouched")
                 scaled = loss / self.update_freq
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            micro_losses.append(loss_value)
+            # Kept on the device: the update reads the losses and the gradient norm in one sync.
+            micro_losses.append(loss.detach().float())
             micro += 1
             if not last_micro:
                 continue
             if self.scaler:
                 self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad or float("inf"))
-            if self.scaler is None and not torch.isfinite(grad_norm):
+            if self.clip_grad:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
+            else:  # the norm alone: clipping at inf would multiply every gradient by 1
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            # The one host-device sync of an update: micro-batch losses and the norm.
+            *loss_values, grad_norm = torch.stack([*micro_losses, grad_norm.float()]).tolist()
+            bad = next((v for v in loss_values if not math.isfinite(v)), None)
+            if bad is not None:
                 raise NonFiniteLossError(
-                    f"gradient norm is {float(grad_norm)} at epoch {epoch}, update {step}: training stopped "
+                    f"loss is {bad} at epoch {epoch}, update {step}: training stopped "
+                    "before applying it; checkpoints written so far are untouched")
+            if self.scaler is None and not math.isfinite(grad_norm):
+                raise NonFiniteLossError(
+                    f"gradient norm is {grad_norm} at epoch {epoch}, update {step}: training stopped "
                     "before applying it; checkpoints written so far are untouched")
             if self.scaler:
                 self.scaler.step(self.optimizer)
@@ -143,11 +153,11 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.unwrapped, step=step)
             dropout, drop_path = self.sites.current()
-            update_loss = sum(micro_losses) / len(micro_losses)
+            update_loss = sum(loss_values) / len(loss_values)
             rec = {"epoch": epoch, "step": step, "loss": update_loss,
                    # the scheduled values; a group's own are these times its lr_scale / wd_scale
                    "lr": self.lr_schedule(step), "weight_decay": self.wd_schedule(step),
-                   "dropout": dropout, "drop_path": drop_path, "grad_norm": float(grad_norm)}
+                   "dropout": dropout, "drop_path": drop_path, "grad_norm": grad_norm}
             self.logger.iteration(rec)
             loss_sum, n_updates = loss_sum + update_loss, n_updates + 1
             micro, micro_losses = 0, []

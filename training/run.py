@@ -40,6 +40,7 @@ from . import distributed as D
 from .config import ConfigError, save_config
 from .data import DataError, EpochSampler
 from .engine import NonFiniteLossError, Trainer, amp_dtype_for, evaluate, param_groups
+from .fast_paths import adamw, compile_model, to_channels_last
 from .logger import RunLogger, trim_jsonl
 from .schedules import CosineSchedule
 from .state import atomic_save, gather_rng_states, latest_checkpoint, load_training_checkpoint, set_rng_state
@@ -185,6 +186,11 @@ class TrainingRun:
         """Called after every update with the number of the next one (e.g. diagnostics)."""
         return None
 
+    def forward_module(self, ctx: RunContext) -> nn.Module:
+        """What training and validation call on a batch of the loaders (a probe on
+        cached features: the classifier alone). Checkpoints always hold ``ctx.model``."""
+        return ctx.model
+
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> dict:
         try:
@@ -227,6 +233,8 @@ class TrainingRun:
             raise ConfigError(f"drop schedule: {exc}") from None
         sites = DropSites(data.model, args.model)
         data.model.to(device)
+        if args.channels_last:
+            to_channels_last(data.model)
         return RunContext(args, self.kind, device, out, data, plan, sites, iters_per_epoch)
 
     def restore(self, ctx: RunContext) -> None:
@@ -245,7 +253,7 @@ class TrainingRun:
             groups = self.param_groups(ctx.model)
         except ValueError as exc:
             raise ConfigError(f"--model {args.model}: {exc}") from None
-        ctx.optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=tuple(args.opt_betas))
+        ctx.optimizer = adamw(groups, args.lr, args.opt_betas, args.fused_adamw, ctx.device)
         ctx.amp_dtype = amp_dtype_for(args.amp, ctx.device)
         ctx.scaler = torch.amp.GradScaler(ctx.device.type) if ctx.amp_dtype == torch.float16 else None
         if ckpt is not None:
@@ -297,10 +305,14 @@ class TrainingRun:
 
     def make_trainer(self, ctx: RunContext, logger: RunLogger, on_update: Callable[[int], None]) -> Trainer:
         args = self.args
-        model = ctx.model
+        model = self.forward_module(ctx)
         if D.world_size() > 1:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        if args.compile:
+            # a rate that changes every update (non-constant shapes) keeps the drop sites eager
+            changing = ctx.plan.shape != "constant" and ctx.plan.describe() != "no dropout"
+            model = compile_model(model, ctx.sites, changing_rates=changing)
         mixup_fn = None
         if args.mixup > 0 or args.cutmix > 0:
             mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
@@ -318,7 +330,8 @@ class TrainingRun:
         return Trainer(model, ctx.optimizer, criterion, ctx.sites, ctx.plan, lr_schedule, wd_schedule,
                        ctx.iters_per_epoch, args.update_freq, ctx.device, logger, amp_dtype=ctx.amp_dtype,
                        scaler=ctx.scaler, ema=ctx.ema, mixup_fn=mixup_fn, clip_grad=args.clip_grad,
-                       print_freq=args.print_freq, on_update=on_update, train_mode=self.train_mode)
+                       print_freq=args.print_freq, on_update=on_update, train_mode=self.train_mode,
+                       channels_last=args.channels_last)
 
     def train(self, ctx: RunContext) -> dict:
         """The epochs left; evaluates and checkpoints after each. Returns what export needs."""
@@ -381,7 +394,7 @@ class TrainingRun:
         return metrics
 
     def _validate(self, ctx: RunContext):
-        val = evaluate(ctx.model, ctx.data.val_loader, ctx.device, ctx.amp_dtype)
+        val = evaluate(self.forward_module(ctx), ctx.data.val_loader, ctx.device, ctx.amp_dtype)
         ema_val = evaluate(ctx.ema.module, ctx.data.val_loader, ctx.device, ctx.amp_dtype) if ctx.ema else None
         return val, ema_val
 
