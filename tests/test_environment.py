@@ -5,6 +5,7 @@ import sys
 
 import torch
 import torchvision
+
 from helpers import REPO
 
 

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+
+from demo_data import write_imagenet
 from helpers import REPO, TINY, free_port, read_jsonl
 from test_cls_finetune import DEMO as CLS_DEMO
 from test_cls_finetune import FAST, small_transfer  # noqa: F401  (small_transfer: a fixture)
 from test_transfer_mm import DET_DEMO, VIT, coco, det_options  # noqa: F401  (coco: a fixture)
-
-from demo_data import write_imagenet
 
 CLUSTER = REPO / "tools/slurm_cluster.sh"
 PARTITION = os.environ.get("DT_SLURM_PARTITION", "debug")

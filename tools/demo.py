@@ -10,8 +10,10 @@
    fine-tuned from each checkpoint and evaluated (COCO box/mask AP with
    pycocotools, mIoU), and fine-tuning and a linear probe of each on the
    transfer split;
-3. prints each pretraining method against the no-dropout baseline, and plots
-   the gradient diagnostics side by side.
+3. compares each pretraining method with the no-dropout baseline on every
+   task (tools/compare.py): a console table, report.md, CSV/LaTeX tables and
+   plots (forest plot, training curves, drop rates, gradient diagnostics) under
+   output/demo/compare/.
 
 Runs that already finished are reused (the runner skips them); --fresh starts over.
 --executor slurm runs the same suite file on a Slurm cluster and waits for it.
@@ -19,13 +21,12 @@ Runs that already finished are reused (the runner skips them); --fresh starts ov
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from compare import main as compare_main
 from demo_data import write_demo_data
 from suite import load_suite
 from suite.__main__ import main as suite_main
@@ -33,42 +34,6 @@ from suite.__main__ import main as suite_main
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "suites" / "demo.yaml"
 DATA = Path("data/demo")  # where suites/demo.yaml reads its data (relative to the working directory)
-BASELINE = "no_dropout"
-# stage: the metric compared across pretrainings
-TRANSFER_METRIC = {"det": "coco/segm_mAP", "seg": "mIoU"}
-
-
-def _metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def comparison_table(jobs) -> None:
-    """Each pretraining method against the no-dropout baseline (one seed, tiny data: a demo, not a result)."""
-    rows = {}
-    for job in jobs:
-        row = rows.setdefault(job.pretrain, {})
-        m = _metrics(job.run_dir)
-        if job.stage == "pretrain":
-            row["method"] = m["method"]
-            row["ImageNet-style top-1"] = m["final"]["top1"]
-        elif job.stage in TRANSFER_METRIC:
-            key = TRANSFER_METRIC[job.stage]
-            value = m["metrics"].get(key)
-            row[f"{job.stage} {key}"] = None if value is None else value * (100 if key.startswith("coco/") else 1)
-        else:
-            row[f"cls {job.task.split('/')[0]} top-1"] = m["final"]["top1"]
-    columns = [c for c in rows[BASELINE] if c != "method"]
-    print(f"   {'pretraining':<42}" + "".join(f"{c:>24}" for c in columns))
-
-    def cell(value, base):
-        if value is None:  # the evaluator gave nothing: its metrics.json says why
-            return f"{'none':>24}"
-        return f"{value:>16.2f}" + (f" ({value - base:+6.2f})" if base is not None else " " * 9)
-
-    for r in rows.values():
-        print(f"   {r['method']:<42}" + "".join(cell(r.get(c), rows[BASELINE].get(c)) for c in columns))
-    if any(v is None for r in rows.values() for v in r.values()):
-        print("   none: the evaluator returned no metric (see the note in that run's metrics.json)")
 
 
 def main() -> int:
@@ -94,17 +59,14 @@ def main() -> int:
         print(f"   the suite did not finish: python -m suite status {SUITE.relative_to(REPO)} says where it stands")
         return 1
 
-    print("== 3. each method against the no-dropout baseline (one seed, tiny data: a demo, not a result)")
-    comparison_table(suite.jobs)
-    plot = suite.output_root / "gradient_diagnostics.png"
-    subprocess.run([sys.executable, str(REPO / "tools/analyze_gradients.py"), "plot",
-                    *[str(j.run_dir) for j in suite.jobs if j.stage == "pretrain"], "--out", str(plot)], check=True)
-    print(f"   gradient diagnostics: {plot}")
-    print(f"   records under {suite.output_root}: pretrain/<method>/seed0 hold config.yaml, run.json, "
-          "log_iter.jsonl, log.jsonl, diagnostics.jsonl, metrics.json, weights.pth; det/demo/<method>/seed0 and "
-          "seg/demo/<method>/seed0 hold run.json, metrics.json, metrics_val.jsonl and mmengine's config dump and "
-          "logs; cls/<recipe>/transfer/<method>/seed0 hold config.yaml, run.json, log_iter.jsonl, log.jsonl, "
-          "metrics.json; .suite/ holds each job's log")
+    print("== 3. the answer: each method against the no-dropout baseline (tools/compare.py; one seed, tiny "
+          "data: a demo, not a result)")
+    report = suite.output_root / "compare"
+    if compare_main([str(suite.output_root), "--out", str(report)]) != 0:
+        return 1
+    print(f"   report: {report / 'report.md'} (tables: summary.md/.csv/.tex, runs.csv; plots: {report}/*.png)")
+    print(f"   records under {suite.output_root}: one dir per run (README: 'What a ... run leaves'); "
+          ".suite/ holds each job's log")
     print(f"demo finished in {time.time() - t0:.0f}s; outputs under {suite.output_root}")
     return 0
 
