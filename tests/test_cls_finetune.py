@@ -88,7 +88,8 @@ def test_linear_probe_changes_only_the_head(weights, transfer, tmp_path):
     assert len(body) > 50 and set(body) <= set(before)
     changed = [k for k in body if not torch.equal(before[k], after[k])]
     assert not changed, changed[:5]
-    assert after["head.weight"].shape == (6, 96) and after["head.weight"].abs().max() > 0.01  # trained from 0.01-std init
+    # trained from a 0.01-std init
+    assert after["head.weight"].shape == (6, 96) and after["head.weight"].abs().max() > 0.01
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "linear_probe" and metrics["final"]["top1"] > 100 / 6
     # Only the head is optimised.
@@ -139,8 +140,9 @@ def test_eval_reproduces_the_final_accuracy(weights, small_transfer, tmp_path, c
 
 
 def test_layer_decay_scales_each_block():
-    from training.engine import param_groups
     from timm import create_model
+
+    from training.engine import param_groups
     model = create_model("vit_tiny_patch16_224", depth=3, num_classes=5)
     groups = param_groups(model, 0.05, layer_decay=0.5)
     scale = {}
@@ -169,7 +171,8 @@ def test_killed_run_resumes_to_the_same_weights(weights, small_transfer, tmp_pat
     b = torch.load(ref / "weights.pth", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in b)
     got, want = read_jsonl(out / "log_iter.jsonl"), read_jsonl(ref / "log_iter.jsonl")
-    assert [(r["step"], r["loss"], r["drop_path"]) for r in got] == [(r["step"], r["loss"], r["drop_path"]) for r in want]
+    assert [(r["step"], r["loss"], r["drop_path"]) for r in got] == \
+        [(r["step"], r["loss"], r["drop_path"]) for r in want]
     # The resumed run still records the pretraining checkpoint it started from.
     record = json.loads((out / "run.json").read_text())
     assert record["init"] == "resume" and record["start_checkpoint"]["sha256"] == file_sha256(weights)

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, TINY
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from backbones.openmmlab.timm_backbone import check_data_preprocessor
 from demo_data import write_imagenet
+from helpers import REPO, TINY
 from pretrain.main import main as pretrain_main
 
 CONFIGS = sorted(str(p.relative_to(REPO)) for d in ("det_configs", "seg_configs")

@@ -95,9 +95,8 @@ def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path)
     import subprocess
     import sys
 
-    from helpers import REPO, TINY, read_jsonl
-
     from demo_data import write_imagenet
+    from helpers import REPO, TINY, read_jsonl
     from pretrain.main import main
 
     data = tmp_path / "data"

@@ -13,13 +13,13 @@ import timm
 import torch
 import torch.nn as nn
 import torchvision.transforms as T
-from helpers import REPO, TINY, read_jsonl, run_ok
 from timm.layers import DropPath
 from torchvision.datasets import ImageFolder
 
 from backbones import DropSites, create_model_with_drop
 from backbones.checkpoint import read_checkpoint, split_checkpoint
 from backbones.errors import run_cli
+from helpers import REPO, TINY, read_jsonl, run_ok
 from pretrain.main import main as pretrain_main
 
 # The paper's normalisation, written out here rather than imported from the code under test.

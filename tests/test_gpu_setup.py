@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+
 from helpers import REPO
 
 TOOLS = REPO / "tools"

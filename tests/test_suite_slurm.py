@@ -13,10 +13,10 @@ from datetime import datetime
 
 import pytest
 import torch
-from test_slurm import slurm  # noqa: F401  (the cluster fixture)
-from test_suite import TINY_PRETRAIN, data, run, table, tiny_suite  # noqa: F401  (data: a fixture)
 
 from demo_data import write_ade20k
+from test_slurm import slurm  # noqa: F401  (the cluster fixture)
+from test_suite import TINY_PRETRAIN, data, run, table, tiny_suite  # noqa: F401  (data: a fixture)
 
 SEG_DEMO = "seg_configs/demo/upernet_vit-demo_ade-demo.py"
 
