@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from compare import main as compare_main
 
 import records
 from backbones.checkpoint import file_sha256
+from compare import main as compare_main
 from helpers import REPO, TINY, assert_fails_with, run_ok
 
 BASE, EARLY = "no dropout", "early-linear dropout 0.1 until epoch 50"
