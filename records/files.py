@@ -5,12 +5,12 @@ spelled once.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import List, Optional
 
+from backbones.checkpoint import file_sha256
 from backbones.errors import UserError
 
 __all__ = ["RecordError", "RUN_INFO", "METRICS", "EVAL_METRICS", "VAL_METRICS", "TEST_METRICS", "CONFIG",
@@ -116,9 +116,6 @@ def read_yaml(path) -> dict:
     return obj
 
 
-def sha256_of(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_of(path) -> str:
+    """The sha256 a run records of the checkpoint it started from (the loader's own hash)."""
+    return file_sha256(path)
