@@ -10,11 +10,20 @@ for an epoch-based loop (mmdet's 1x/3x), iterations for an iteration-based loop
 """
 from __future__ import annotations
 
+import platform
+
+import mmengine
+import timm
+import torch
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
+from records import mark_finished, record_validation, write_run_info, write_test_metrics
+
+from ..checkpoint import provenance
 from ..drop_schedule import DropPlan
 
 
@@ -107,14 +116,6 @@ class RunRecordHook(Hook):
     priority = "VERY_LOW"
 
     def before_train(self, runner) -> None:
-        import platform
-
-        import mmengine
-        import timm
-        import torch
-        from mmengine.dist import get_world_size, is_main_process
-
-        from records import write_run_info
         if not is_main_process():
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -122,7 +123,6 @@ class RunRecordHook(Hook):
         init = getattr(backbone, "init_cfg", None) or {}
         start = None
         if isinstance(init, dict) and init.get("type") == "Pretrained":
-            from ..checkpoint import provenance
             start = getattr(backbone, "pretrained_provenance", None) or provenance(init["checkpoint"])
         drop = next((h for h in runner.hooks if isinstance(h, DropScheduleHook)), None)
         fine_tune_drop = drop.plan.describe() if drop is not None and drop.plan is not None else (
@@ -152,24 +152,15 @@ class RunRecordHook(Hook):
         self._write(runner, metrics or {}, finished=False)
 
     def after_test_epoch(self, runner, metrics=None) -> None:
-        from mmengine.dist import is_main_process
-
-        from records import write_test_metrics
         if is_main_process():
             fields = _metrics_fields(metrics)  # flat: the metrics, or only the note
             write_test_metrics(runner.work_dir, fields["metrics"] or {"note": fields["note"]})
 
     def after_train(self, runner) -> None:
-        from mmengine.dist import is_main_process
-
-        from records import mark_finished
         if is_main_process():
             mark_finished(runner.work_dir, runner.iter >= runner.max_iters)
 
     def _write(self, runner, metrics: dict, finished: bool) -> None:
-        from mmengine.dist import is_main_process
-
-        from records import record_validation
         if not is_main_process():
             return
         record_validation(runner.work_dir, {"epoch": runner.epoch, "iter": runner.iter, **_metrics_fields(metrics),
