@@ -46,6 +46,11 @@ def load_config(args) -> Config:
                               "(NCCL); on a CPU train with one process")
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if isinstance(cfg.get("visualizer"), dict):
+        # OpenMMLab configs name it 'visualizer'; mmengine reuses an instance of that name, so
+        # a second run in one process would log into the first run's dir. Unnamed, it takes
+        # the run's own (timestamped) experiment name.
+        cfg.visualizer.pop("name", None)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
