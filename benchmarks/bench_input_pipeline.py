@@ -73,12 +73,13 @@ def gpu_img_s() -> float:
     import torch
 
     from backbones import create_model_with_drop
-    model = create_model_with_drop("vit_tiny").cuda()
+    device = torch.device("cuda", torch.cuda.current_device())  # only called where a GPU exists
+    model = create_model_with_drop("vit_tiny").to(device)
     opt = torch.optim.AdamW(model.parameters(), fused=True)
-    x, y = torch.randn(128, 3, 224, 224, device="cuda"), torch.randint(0, 1000, (128,), device="cuda")
+    x, y = torch.randn(128, 3, 224, 224, device=device), torch.randint(0, 1000, (128,), device=device)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
