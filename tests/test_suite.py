@@ -14,6 +14,7 @@ from demo_data import write_imagenet, write_transfer
 from helpers import REPO
 from suite import load_suite
 from suite.__main__ import main
+from suite.launch import command
 from suite.spec import STAGES
 
 # A 2-block ViT at 64x64, one epoch: a few seconds a run (mostly the interpreter starting).
@@ -176,6 +177,12 @@ def test_paper_matrix_covers_every_stage_and_each_transfer_waits_for_its_checkpo
             assert f"model.backbone.init_cfg.checkpoint={job.checkpoint}" in job.argv
             assert f"randomness.seed={job.seed}" in job.argv and "--resume" in job.argv
             assert job.arch.replace("_", "-") in job.argv[0]
+    # One process per GPU: srun starts the tasks on Slurm, torchrun on one machine; mmengine is told which.
+    det = jobs["det/mask-rcnn_1x/vit_tiny_no_dropout/seed0"]
+    on_slurm, here = command(det, "slurm"), command(det, "torchrun")
+    assert "torch.distributed.run" not in on_slurm and on_slurm[on_slurm.index("--launcher") + 1] == "slurm"
+    assert on_slurm.index("--launcher") < on_slurm.index("--cfg-options")  # which takes every word after it
+    assert "--nproc_per_node=8" in here and here[here.index("--launcher") + 1] == "pytorch"
     # The plan: every job, what it waits for, and nothing written.
     code, out, _ = run(["run", REPO / "suites/paper.yaml", "--dry_run", "--only",
                         "det/mask-rcnn_3x/swin_femto_early_sd", "--output_root", tmp_path / "paper"], capsys)
