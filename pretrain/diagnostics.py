@@ -27,7 +27,7 @@ i.e. on the drop rate being compared; hence the disjoint sets.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -41,14 +41,17 @@ def _params(model: nn.Module) -> List[nn.Parameter]:
 
 
 def flat_gradient(model: nn.Module, criterion: Callable, samples: torch.Tensor,
-                  targets: torch.Tensor, reduction_weight: float = 1.0) -> torch.Tensor:
-    """Gradient of ``criterion(model(samples), targets)`` as one flat float64 vector
-    (the model's own .grad buffers are left untouched)."""
+                  targets: torch.Tensor, reduction_weight: float = 1.0,
+                  out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Gradient of ``criterion(model(samples), targets)`` as one flat float64 vector,
+    written into ``out`` when given (the model's own .grad buffers are left untouched)."""
     params = _params(model)
     loss = criterion(model(samples), targets) * reduction_weight
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).double()
-                      for g, p in zip(grads, params)])
+    flat = [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+    if out is None:
+        out = torch.empty(sum(f.numel() for f in flat), dtype=torch.float64, device=flat[0].device)
+    return torch.cat(flat, out=out)  # cast to float64 on the way in
 
 
 def model_distance(model: nn.Module, initial: Dict[str, torch.Tensor]) -> float:
@@ -60,42 +63,57 @@ def model_distance(model: nn.Module, initial: Dict[str, torch.Tensor]) -> float:
     return total ** 0.5
 
 
-def _unit(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+def _gram(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """All pairwise dot products in one product (one pass over the long vectors;
+    norms and cosines then come from this k x k matrix)."""
     stacked = torch.stack(list(vectors))
-    return stacked / stacked.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    return stacked @ stacked.T
+
+
+def _cosines(gram: torch.Tensor) -> torch.Tensor:
+    norms = gram.diagonal().clamp_min(0).sqrt().clamp_min(1e-30)
+    return gram / torch.outer(norms, norms)
+
+
+def _mean_pairwise_distance(cos: torch.Tensor) -> float:
+    iu = torch.triu_indices(len(cos), len(cos), offset=1)
+    return ((1 - cos[iu[0], iu[1]]) / 2).mean().item()
 
 
 def direction_variance(grads: Sequence[torch.Tensor]) -> float:
     """Mean over pairs i < j of (1 - cos(g_i, g_j)) / 2."""
     if len(grads) < 2:
         raise ValueError("gradient direction variance needs at least two gradients")
-    u = _unit(grads)
-    cos = u @ u.T
-    k = len(grads)
-    iu = torch.triu_indices(k, k, offset=1)
-    return ((1 - cos[iu[0], iu[1]]) / 2).mean().item()
+    return _mean_pairwise_distance(_cosines(_gram(grads)))
 
 
 def direction_error(grads: Sequence[torch.Tensor], reference: torch.Tensor) -> float:
     """Mean over i of (1 - cos(g_i, reference)) / 2."""
-    u = _unit(grads)
-    r = reference / reference.norm().clamp_min(1e-30)
-    return ((1 - u @ r) / 2).mean().item()
+    cos = _cosines(_gram([*grads, reference]))
+    return ((1 - cos[:-1, -1]) / 2).mean().item()
 
 
-def dataset_gradient(model: nn.Module, criterion: Callable, batches: Iterable, device) -> torch.Tensor:
-    """Gradient of the mean loss over all samples of ``batches``, in eval mode.
-    ``criterion`` must average over its batch; batches are weighted by size."""
+def dataset_gradient(model: nn.Module, criterion: Callable, batches: Iterable, device,
+                     out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Gradient of the mean loss over all samples of ``batches``, in eval mode
+    (accumulated in float64, into ``out`` when given). ``criterion`` must average
+    over its batch; batches are weighted by size."""
+    params = _params(model)
+    sizes = [p.numel() for p in params]
+    total = out if out is not None else torch.empty(sum(sizes), dtype=torch.float64, device=device)
+    total.zero_()
     was_training = model.training
     model.eval()
-    total, n = None, 0
+    n = 0
     for samples, targets in batches:
         samples, targets = samples.to(device), targets.to(device)
-        g = flat_gradient(model, criterion, samples, targets, reduction_weight=float(len(targets)))
-        total = g if total is None else total + g
+        loss = criterion(model(samples), targets) * float(len(targets))
+        for piece, g in zip(total.split(sizes), torch.autograd.grad(loss, params, allow_unused=True)):
+            if g is not None:
+                piece.add_(g.reshape(-1))
         n += len(targets)
     model.train(was_training)
-    return total / n
+    return total.div_(n)
 
 
 def measure(model: nn.Module, criterion: Callable, minibatches: Sequence, full_batches: Iterable,
@@ -107,11 +125,19 @@ def measure(model: nn.Module, criterion: Callable, minibatches: Sequence, full_b
         torch.manual_seed(seed)
         was_training = model.training
         model.train()
-        grads = [flat_gradient(model, criterion, x.to(device), y.to(device)) for x, y in minibatches]
+        # The k mini-batch gradients and G as the rows of one float64 matrix: its Gram
+        # matrix gives the norms, GDV and GDE in one product, with no further copies.
+        k = len(minibatches)
+        rows = torch.empty(k + 1, sum(p.numel() for p in _params(model)), dtype=torch.float64, device=device)
+        for row, (x, y) in zip(rows, minibatches):
+            flat_gradient(model, criterion, x.to(device), y.to(device), out=row)
         model.train(was_training)
-        full = dataset_gradient(model, criterion, full_batches, device)
-    out = {"grad_norm": float(torch.stack([g.norm() for g in grads]).mean()),
-           "gdv": direction_variance(grads), "gde": direction_error(grads, full)}
+        dataset_gradient(model, criterion, full_batches, device, out=rows[k])
+    gram = rows @ rows.T
+    del rows
+    cos = _cosines(gram)
+    out = {"grad_norm": gram.diagonal()[:k].sqrt().mean().item(),
+           "gdv": _mean_pairwise_distance(cos[:k, :k]), "gde": ((1 - cos[:k, k]) / 2).mean().item()}
     if initial is not None:
         out["model_distance"] = model_distance(model, initial)
     return out

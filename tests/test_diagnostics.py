@@ -90,6 +90,22 @@ def test_measure_uses_dropout_and_leaves_training_rng_alone():
     assert m0["gde"] == pytest.approx(0, abs=1e-12) and m0["gdv"] == pytest.approx(0, abs=1e-12)
 
 
+def test_measure_agrees_with_the_separate_measures():
+    # measure() takes GDV, GDE and the norms from one Gram matrix; the same gradients (same
+    # seed, same order of passes) through the separate functions must give the same numbers.
+    model = small_model()
+    x, y = data(32)
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
+    m = measure(model, nn.CrossEntropyLoss(), batches, batches[:2], "cpu", seed=3)
+    torch.manual_seed(3)
+    model.train()
+    grads = [flat_gradient(model, nn.CrossEntropyLoss(), xb, yb) for xb, yb in batches]
+    full = dataset_gradient(model, nn.CrossEntropyLoss(), batches[:2], "cpu")
+    assert m["gdv"] == pytest.approx(direction_variance(grads), rel=1e-9)
+    assert m["gde"] == pytest.approx(direction_error(grads, full), rel=1e-9)
+    assert m["grad_norm"] == pytest.approx(sum(float(g.norm()) for g in grads) / len(grads), rel=1e-9)
+
+
 def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path):
     import json
     import subprocess
