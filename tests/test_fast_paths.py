@@ -217,3 +217,36 @@ def test_compile_flag_reaches_the_training_step(small_imagenet, tmp_path, monkey
         assert g["loss"] == pytest.approx(w["loss"], rel=1e-5)
     weights = torch.load(tmp_path / "compiled/weights.pth", weights_only=True)["model"]
     assert not any(k.startswith("_orig_mod") for k in weights)
+
+
+class _Draws(torch.utils.data.Dataset):
+    """What a transform would draw: python, numpy and torch (CPU) random numbers."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        import random
+
+        import numpy as np
+        return torch.tensor([index, random.random(), float(np.random.rand()), float(torch.rand(()))],
+                            dtype=torch.float64)
+
+
+def test_seeded_samples_are_the_same_in_workers_and_leave_the_main_process_rng_alone():
+    # Workers skip the save/restore of the RNG states (nothing else draws from them there);
+    # the samples must still be the seeded ones, and the main process's states untouched.
+    import random
+
+    import numpy as np
+
+    from training.data import EpochSampler, SeededDataset
+    sampler = EpochSampler(8, shuffle=True, seed=3)
+    dataset = SeededDataset(_Draws())
+    states = random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state()
+    in_main = torch.stack([dataset[key] for key in sampler])  # (a DataLoader draws its own base seed)
+    assert random.getstate() == states[0] and (np.random.get_state()[1] == states[1]).all()
+    assert torch.equal(torch.get_rng_state(), states[2])
+    in_workers = torch.cat(list(torch.utils.data.DataLoader(dataset, batch_size=4, sampler=sampler, num_workers=2)))
+    assert torch.equal(in_main, in_workers)
+    assert len(set(in_main[:, 1].tolist())) == 8  # every sample its own seed

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, UnidentifiedImageError
 from timm.data import create_transform
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -71,18 +71,24 @@ class SafeImageFolder(ImageFolder):
 
 @contextlib.contextmanager
 def isolated_rng(seed: int):
-    """Seed python, numpy and torch (CPU) for a block, then restore their states,
-    so that data loading in the main process never disturbs the training RNG."""
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    """Seed python, numpy and torch's CPU generator for a block. In the main process
+    their states are restored afterwards, so data loading never disturbs the training
+    RNG; a DataLoader worker draws from them for nothing else, so it skips the save and
+    restore (a quarter of the seeding's cost). Only the CPU generator is seeded:
+    ``torch.manual_seed`` would also reseed (and leave reseeded) the CUDA generators."""
+    restore = get_worker_info() is None
+    if restore:
+        py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
     try:
         yield
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
+        if restore:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            torch.set_rng_state(torch_state)
 
 
 class SeededDataset(Dataset):
