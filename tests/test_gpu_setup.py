@@ -136,6 +136,45 @@ def test_system_toolkits_are_found_in_torchs_order_and_must_be_real(tmp_path):
     assert plan_tool.nvcc_release(str(real)) == "12.4" and plan_tool.nvcc_release(str(tmp_path)) is None
 
 
+def _tree(root, files):
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_the_builds_cuda_home_adds_the_library_headers_an_nvcc_only_toolkit_lacks(tmp_path):
+    # Like this image's /usr/local/cuda (nvcc, crt, CCCL, runtime; no cuSPARSE/cuBLAS headers)
+    # beside the pip packages torch came with, which have them (the first CUDA build here failed
+    # on '#include <cusparse.h>' in torch's CUDAContextLight.h).
+    toolkit = _tree(tmp_path / "cuda-13.0", {"bin/nvcc": "", "include/cuda_runtime.h": "toolkit",
+                                            "nvvm/libdevice.bc": "", "lib64/libcudart.so.13": ""})
+    (toolkit / "bin/nvcc").chmod(0o755)
+    site = _tree(tmp_path / "site", {"nvidia/cu13/include/cuda_runtime.h": "torch's",
+                                     **{f"nvidia/cu13/include/{h}": "" for h in plan_tool.TORCH_CUDA_HEADERS},
+                                     "nvidia/cu13/lib/libcusparse.so.12": ""})
+    home = tmp_path / "home"
+    assert sorted(plan_tool.compose_cuda_home(str(home), str(toolkit), str(site))) == \
+        sorted(plan_tool.TORCH_CUDA_HEADERS)
+    assert (home / "include/cuda_runtime.h").read_text() == "toolkit"  # the toolkit's own files win
+    assert all((home / "include" / h).exists() for h in plan_tool.TORCH_CUDA_HEADERS)
+    assert os.readlink(home / "lib64/libcudart.so") == "libcudart.so.13"
+    assert (home / "bin/nvcc").exists() and (home / "nvvm/libdevice.bc").exists()
+    # A full toolkit needs nothing from torch's packages.
+    full = _tree(tmp_path / "full", {f"include/{h}": "" for h in plan_tool.TORCH_CUDA_HEADERS})
+    for f in toolkit.rglob("*"):
+        if f.is_file():
+            _tree(full, {str(f.relative_to(toolkit)): f.read_text()})
+    (full / "bin/nvcc").chmod(0o755)
+    assert plan_tool.compose_cuda_home(str(tmp_path / "home2"), str(full), str(site)) == []
+
+    with pytest.raises(PlanError, match="cusparse.h.* neither in .*: torch's CUDA headers include them"):
+        plan_tool.compose_cuda_home(str(tmp_path / "home3"), str(toolkit), str(tmp_path / "empty-site"))
+    bad = run([sys.executable, TOOLS / "mmcv_build_plan.py", "--compose-cuda-home", tmp_path / "home4",
+               "--toolkit-dir", tmp_path / "nowhere"])
+    assert bad.returncode == 2 and "no nvcc in" in one_line(bad.stderr)
+
+
 def test_cache_keys_never_mix_cpu_and_cuda_wheels():
     keys = {plan().wheel_key, plan(gpus=["9.0"]).wheel_key, plan(gpus=["8.0"]).wheel_key,
             plan(gpus=["8.0", "9.0"]).wheel_key, plan(gpus=["9.0"], torch_cuda="13.1").wheel_key,

@@ -4,6 +4,7 @@ with which nvcc, for which GPU architectures, under which cache key.
     python tools/mmcv_build_plan.py            # the plan for this venv, readable
     python tools/mmcv_build_plan.py --shell    # KEY='value' lines for setup_env.sh's eval
     python tools/mmcv_build_plan.py --precheck # only the environment knobs (stdlib, before a venv exists)
+    python tools/mmcv_build_plan.py --compose-cuda-home DIR --toolkit-dir TK   # the CUDA_HOME a build uses
 
 Rules:
 - CUDA ops when DT_MMCV_CUDA=1, or when DT_MMCV_CUDA is unset, torch is a CUDA
@@ -16,6 +17,12 @@ Rules:
   cuda-toolkit[nvcc,cccl,crt] wheels at the version torch itself pulled in.
 - Cache key: mmcv, torch, Python, machine; CUDA builds add CUDA version and
   arch list, so CPU and CUDA wheels never share a directory.
+- The build's CUDA_HOME is a directory of symlinks over the chosen toolkit,
+  completed with the CUDA library headers torch's own headers include
+  (cusparse.h, cublas_v2.h, ...) from the pip packages torch came with
+  (``nvidia/*/include``) when the toolkit lacks them (an nvcc-only toolkit, like
+  this image's /usr/local/cuda, does), and with ``libcudart.so``: torch links
+  -lcudart and pip ships only libcudart.so.<major>. Toolkit files win.
 
 Every input can be simulated (--torch-version, --torch-cuda, --gpus,
 --system-cuda, --toolkit-version; the knobs come from the environment), which
@@ -204,6 +211,51 @@ def render_shell(plan: Plan) -> str:
     return "\n".join(f"{k}={shlex.quote(v)}" for k, v in values.items())
 
 
+# Headers torch's CUDA headers include that only a full toolkit (or torch's pip packages) has.
+TORCH_CUDA_HEADERS = ("cusparse.h", "cublas_v2.h", "cusolverDn.h")
+
+
+def compose_cuda_home(home: str, toolkit: str, site_packages: str) -> list[str]:
+    """Fill ``home`` with symlinks: the toolkit's top-level entries, its headers
+    plus those of ``<site_packages>/nvidia/*/include`` it lacks, its libraries
+    (lib64/ and lib/) plus ``libcudart.so``. Returns what came from torch's
+    packages (for the log); PlanError when nvcc or a header torch needs is missing."""
+    if not os.access(os.path.join(toolkit, "bin", "nvcc"), os.X_OK):
+        raise PlanError(f"no nvcc in {toolkit}/bin")
+    inc, lib = os.path.join(home, "include"), os.path.join(home, "lib64")
+    os.makedirs(inc, exist_ok=True)
+    os.makedirs(lib, exist_ok=True)
+
+    def link_entries(src_dir: str, dst_dir: str) -> list[str]:
+        added = []
+        for name in sorted(os.listdir(src_dir)) if os.path.isdir(src_dir) else []:
+            dst = os.path.join(dst_dir, name)
+            if not os.path.lexists(dst):
+                os.symlink(os.path.join(src_dir, name), dst)
+                added.append(name)
+        return added
+
+    for name in sorted(os.listdir(toolkit)):
+        if name not in ("include", "lib", "lib64") and not os.path.lexists(os.path.join(home, name)):
+            os.symlink(os.path.join(toolkit, name), os.path.join(home, name))
+    link_entries(os.path.join(toolkit, "include"), inc)
+    from_torch = []
+    for pkg_include in sorted(glob.glob(os.path.join(site_packages, "nvidia", "*", "include"))):
+        from_torch += link_entries(pkg_include, inc)
+    for sub in ("lib64", "lib"):
+        link_entries(os.path.join(toolkit, sub), lib)
+    runtimes = sorted(n for n in os.listdir(lib) if n.startswith("libcudart.so."))
+    if not runtimes:
+        raise PlanError(f"no libcudart.so.* in {toolkit}/lib64 or {toolkit}/lib")
+    if not os.path.lexists(os.path.join(lib, "libcudart.so")):
+        os.symlink(runtimes[0], os.path.join(lib, "libcudart.so"))
+    missing = [h for h in TORCH_CUDA_HEADERS if not os.path.exists(os.path.join(inc, h))]
+    if missing:
+        raise PlanError(f"{', '.join(missing)} neither in {toolkit}/include nor in torch's "
+                        f"{site_packages}/nvidia/*/include: torch's CUDA headers include them")
+    return [h for h in from_torch if h in TORCH_CUDA_HEADERS]
+
+
 # ------------------------------------------------------------------ probing --
 def nvcc_release(home: str) -> Optional[str]:
     nvcc = os.path.join(home, "bin", "nvcc")
@@ -274,6 +326,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.add_argument("--shell", action="store_true", help="print KEY='value' lines for eval")
     out.add_argument("--json", action="store_true", help="print the plan as JSON")
     out.add_argument("--precheck", action="store_true", help="check only the knobs (no torch needed)")
+    out.add_argument("--compose-cuda-home", metavar="DIR",
+                     help="fill DIR as the build's CUDA_HOME (with --toolkit-dir)")
+    parser.add_argument("--toolkit-dir", help="the toolkit --compose-cuda-home builds on")
     parser.add_argument("--torch-version", help="simulate torch.__version__")
     parser.add_argument("--torch-cuda", help="simulate torch.version.cuda ('none' for a CPU build)")
     parser.add_argument("--gpus", help="simulate the visible GPUs' capabilities, e.g. '9.0,8.0' ('none': no GPU)")
@@ -291,6 +346,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.precheck:
             check_request(env, gpus_maybe_visible())
+            return 0
+        if args.compose_cuda_home:
+            if not args.toolkit_dir:
+                raise PlanError("--compose-cuda-home needs --toolkit-dir")
+            import sysconfig
+            found = compose_cuda_home(args.compose_cuda_home, args.toolkit_dir, sysconfig.get_paths()["purelib"])
+            if found:
+                print(f"CUDA library headers from torch's packages: {' '.join(found)}")
             return 0
         if args.torch_version is None or args.torch_cuda is None or args.gpus is None:
             torch_version, torch_cuda, gpus = probe_torch()

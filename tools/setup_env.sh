@@ -89,21 +89,6 @@ have_mmcv_ops() {
   if [[ -f "$MMCV_MARK" ]]; then [[ "$(cat "$MMCV_MARK")" == "$MMCV_WHEEL_KEY" ]]; else [[ "$MMCV_MODE" == cpu ]]; fi
 }
 
-# pip's nvcc (the cuda-toolkit wheels torch's own runtime comes from), behind a CUDA_HOME
-# of symlinks: torch links -lcudart from lib64/, and pip ships only libcudart.so.<major>.
-pip_cuda_home() {
-  local home="$1" root="$MMCV_TOOLKIT_ROOT" rt
-  say "installing nvcc from pip: $MMCV_TOOLKIT_SPEC (torch's CUDA is $MMCV_CUDA_VERSION)"
-  "${PIP[@]}" install -q "$MMCV_TOOLKIT_SPEC"
-  [[ -x "$root/bin/nvcc" ]] || die "$MMCV_TOOLKIT_SPEC installed no $root/bin/nvcc"
-  mkdir -p "$home/lib64"
-  for d in bin include nvvm; do ln -sfn "$root/$d" "$home/$d"; done
-  ln -sf "$root"/lib/* "$home/lib64/"
-  rt="$(cd "$root/lib" && ls libcudart.so.* 2>/dev/null | head -n1)"
-  [[ -n "$rt" ]] || die "no libcudart.so.* in $root/lib"
-  [[ -e "$home/lib64/libcudart.so" ]] || ln -s "$rt" "$home/lib64/libcudart.so"
-}
-
 if have_mmcv_ops; then
   say "mmcv $MMCV_VERSION with ops already installed"
 else
@@ -114,8 +99,16 @@ else
     if [[ "$MMCV_MODE" == cuda ]]; then
       say "building mmcv $MMCV_VERSION with C++ and CUDA ops from source (no cached wheel in $WHEEL_DIR)"
       say "this happens once per machine, $MMCV_ESTIMATE; progress below"
-      cuda_home="$MMCV_CUDA_HOME"
-      if [[ "$MMCV_TOOLKIT" == wheels ]]; then cuda_home="$build/cuda_home"; pip_cuda_home "$cuda_home"; fi
+      toolkit="$MMCV_CUDA_HOME"
+      if [[ "$MMCV_TOOLKIT" == wheels ]]; then
+        say "installing nvcc from pip: $MMCV_TOOLKIT_SPEC (torch's CUDA is $MMCV_CUDA_VERSION)"
+        "${PIP[@]}" install -q "$MMCV_TOOLKIT_SPEC"
+        toolkit="$MMCV_TOOLKIT_ROOT"
+        [[ -x "$toolkit/bin/nvcc" ]] || die "$MMCV_TOOLKIT_SPEC installed no $toolkit/bin/nvcc"
+      fi
+      # Symlinks over the toolkit plus the CUDA library headers torch includes (see the plan tool).
+      cuda_home="$build/cuda_home"
+      "$PY" "$PLAN_TOOL" --compose-cuda-home "$cuda_home" --toolkit-dir "$toolkit" | sed 's/^/[setup] /'
       say "nvcc: $("$cuda_home/bin/nvcc" --version | grep -o 'V[0-9][0-9.]*' | head -n1) in $cuda_home"
       # An explicit arch list also keeps torch from probing GPUs (it crashes when there are none).
       build_env=(FORCE_CUDA=1 CUDA_HOME="$cuda_home" TORCH_CUDA_ARCH_LIST="$MMCV_ARCH_LIST")
