@@ -183,11 +183,17 @@ def test_cache_keys_never_mix_cpu_and_cuda_wheels():
 
 
 def test_the_expected_build_time_is_an_estimate_that_scales():
+    import re
+
+    def minutes(text):
+        return int(re.search(r"about (\d+) min with", text).group(1))
     one = plan(gpus=["9.0"]).estimate
-    assert "about 50 min with 2 compile job(s) for 1 arch(s)" in one and "estimate" in one
+    assert "with 2 compile job(s) for 1 arch(s)" in one and "estimate" in one
+    # one arch on 2 cores: the measured build (29 min) within the rounding of the model
+    assert abs(minutes(one) - 29) <= 2
     six = plan({"TORCH_CUDA_ARCH_LIST": "7.5;8.0;8.6;9.0;10.0;12.0+PTX"}, gpus=["9.0"]).estimate
-    assert "about 92 min with 2" in six
-    assert "about 6 min with 16" in plan(gpus=["9.0"], jobs=16).estimate
+    assert "for 6 arch(s)" in six and 1.8 * minutes(one) < minutes(six) < 6 * minutes(one)
+    assert minutes(plan(gpus=["9.0"], jobs=16).estimate) < minutes(one) / 4
 
 
 def test_plan_cli_prints_shell_values_from_simulated_inputs():

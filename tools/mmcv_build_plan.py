@@ -46,9 +46,10 @@ from typing import Mapping, Optional, Sequence
 
 MMCV_VERSION = "2.1.0"
 TOOLKIT_EXTRAS = "nvcc,cccl,crt"
-# Measured on a 2-core machine (../shared/ENVIRONMENT.md): CPU seconds per .cu file for
-# one arch (median), how much each further arch adds, and the rest of a CUDA build.
-CU_FILES, CU_SECONDS, EXTRA_ARCH_FACTOR, REST_CORE_MINUTES = 58, 51, 0.34, 50
+# Calibrated on the whole sm_90 build measured here (BENCHMARKS.md: 136 units in 29 min on
+# 2 cores, at most 57 CPU-minutes): CPU seconds per .cu file for one arch, how much each
+# further arch adds to them (ENVIRONMENT.md: 2.7x for six archs), and the C++ units.
+CU_FILES, CU_SECONDS, EXTRA_ARCH_FACTOR, REST_CORE_MINUTES = 58, 39, 0.34, 19
 ARCH_RE = re.compile(r"^(\d+)\.(\d+)([af]?)(\+PTX)?$")
 
 
@@ -111,8 +112,7 @@ def estimate(archs: Sequence[str], jobs: int) -> str:
     core_min = CU_FILES * CU_SECONDS / 60 * (1 + EXTRA_ARCH_FACTOR * (len(archs) - 1)) + REST_CORE_MINUTES
     jobs = max(1, jobs)
     return (f"about {max(5, round(core_min / jobs))} min with {jobs} compile job(s) for {len(archs)} arch(s) "
-            f"(estimate: ~{round(core_min)} CPU-minutes, from ~{CU_SECONDS} s per .cu file per arch "
-            "measured on a 2-core machine)")
+            f"(estimate: ~{round(core_min)} CPU-minutes; one arch took 29 min on a 2-core machine)")
 
 
 def requested_mode(env: Mapping[str, str]) -> str:
