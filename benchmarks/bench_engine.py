@@ -24,6 +24,14 @@ Each side runs in its own process, alternately, ``--rounds`` times per case:
 * peak RSS of the process (and of its largest DataLoader worker).
 
 Cases: ``plain`` (the preset) and ``ema_accum`` (EMA, batch 16 x 2 accumulated).
+
+``--step``: the engine's update alone, in one process: ``Trainer.train_one_epoch``
+against the bare loop's update (same model weights, AdamW, schedule, EMA and
+accumulation) over the same in-memory batches, epochs alternating, CPU time
+per update (one thread). No loader, no workers: what the engine's own
+bookkeeping costs (schedules, drop sites, the per-update record, the one
+device read, EMA/accumulation), without the 2-core contention with the
+DataLoader workers that widens the end-to-end spread.
 """
 from __future__ import annotations
 
@@ -147,11 +155,79 @@ def make_data(root: Path) -> str:
     return str(root)
 
 
+def step_ratio(case: str, rounds: int) -> None:
+    """Engine update vs bare update on identical in-memory batches, one process (``--step``)."""
+    import torch
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
+    from timm.utils import ModelEmaV3
+
+    from backbones import DropPlan, DropSites, create_model_with_drop
+    from pretrain.config import parse_args
+    from training.engine import Trainer, param_groups
+    from training.fast_paths import adamw
+    from training.logger import RunLogger
+    from training.schedules import CosineSchedule
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = parse_args(engine_args("unused", f"{tmp}/run", 100, case))
+        torch.manual_seed(0)
+        n = 24 * args.update_freq
+        batches = [(torch.randn(args.batch_size, 3, 64, 64), torch.randint(0, 12, (args.batch_size,)))
+                   for _ in range(n)]
+        kw = dict(img_size=64, num_classes=12, **args.model_kwargs)
+        models = {side: create_model_with_drop("vit_tiny", **kw) for side in ("engine", "bare")}
+        models["bare"].load_state_dict(models["engine"].state_dict())
+        emas = {side: ModelEmaV3(m, decay=args.model_ema_decay) if args.model_ema else None
+                for side, m in models.items()}
+        ipe, total = 24, 24 * 100
+        opt = adamw(param_groups(models["engine"], args.weight_decay), args.lr, args.opt_betas, "off",
+                    torch.device("cpu"))
+        trainer = Trainer(models["engine"], opt, torch.nn.CrossEntropyLoss(), DropSites(models["engine"], "vit_tiny"),
+                          DropPlan.from_flags(vars(args), ipe), CosineSchedule(args.lr, args.min_lr, total, ipe),
+                          CosineSchedule(args.weight_decay, args.weight_decay, total), ipe, args.update_freq,
+                          torch.device("cpu"), RunLogger(Path(tmp), tensorboard=True), ema=emas["engine"],
+                          print_freq=0)
+        bare_opt = create_optimizer_v2(models["bare"], "adamw", lr=args.lr, weight_decay=args.weight_decay,
+                                       betas=tuple(args.opt_betas))
+        sched = CosineLRScheduler(bare_opt, t_initial=total, lr_min=args.min_lr, warmup_t=ipe, warmup_lr_init=0.0,
+                                  t_in_epochs=False)
+        criterion, epoch = torch.nn.CrossEntropyLoss(), {"engine": 0, "bare": 0}
+
+        def engine():
+            trainer.train_one_epoch(batches, epoch["engine"])
+            epoch["engine"] += 1
+
+        def bare():
+            model, updates = models["bare"], epoch["bare"] * ipe
+            model.train()
+            for i, (x, y) in enumerate(batches):
+                (criterion(model(x), y) / args.update_freq).backward()
+                if (i + 1) % args.update_freq:
+                    continue
+                bare_opt.step()
+                bare_opt.zero_grad(set_to_none=True)
+                updates += 1
+                if emas["bare"] is not None:
+                    emas["bare"].update(model, step=updates)
+                sched.step_update(num_updates=updates)
+            epoch["bare"] += 1
+        cpu: dict = {}
+        benchlib.alternate({"engine": engine, "bare": bare}, rounds, cpu=cpu)
+    print(f"\ncase {case}, --step: one thread, {ipe} updates of {args.batch_size} x {args.update_freq} per epoch, "
+          f"{rounds} alternating epochs, CPU ms per update, median (min-max)")
+    for side in ("engine", "bare"):
+        print(f"  {side:<7} {benchlib.spread([1e3 * t / ipe for t in cpu[side]])}")
+    print("  " + benchlib.ratio_line("engine/bare CPU per update (in-process)",
+                                     benchlib.ratio(cpu["engine"], cpu["bare"]), "<= 1.03"))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--step", action="store_true", help="the update alone, in-process (see above)")
     p.add_argument("--side", choices=("engine", "bare"))
     p.add_argument("--case", default="plain")
     p.add_argument("--data")
@@ -159,6 +235,11 @@ def main() -> None:
     a = p.parse_args()
     if a.side:
         return child(a.side, a.case, a.data, a.out, a.epochs)
+    if a.step:
+        print(benchlib.header("the engine's update vs a bare update, in one process (demo ViT, 64 px, fp32)"))
+        for case in a.cases:
+            step_ratio(case, a.rounds)
+        return
     print(benchlib.header("pretraining engine vs a bare timm + PyTorch loop (demo ViT, 64 px, batch 32, "
                           "2 workers, fp32)"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +247,7 @@ def main() -> None:
         for case in a.cases:
             res = {"engine": [], "bare": []}
             for r in range(a.rounds):
-                for side in ("engine", "bare"):
+                for side in benchlib.round_order(("engine", "bare"), r):
                     res[side].append(benchlib.run_child([__file__, "--side", side, "--case", case, "--data", data,
                                                          "--out", f"{tmp}/{case}-{side}-{r}", "--epochs", a.epochs]))
             print(f"\ncase {case}: {a.epochs} epochs x {res['engine'][0]['updates'] // a.epochs} updates, "

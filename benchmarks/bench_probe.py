@@ -71,7 +71,7 @@ def main() -> None:
         write_transfer(tmp / "transfer", train_per_class=60, test_per_class=20, size=64, seed=0)
         runs = {"cached": [], "per_step": []}
         for r in range(a.rounds):
-            for mode in runs:
+            for mode in benchlib.round_order(runs, r):
                 runs[mode].append(benchlib.run_child(
                     [__file__, "--side", mode, "--data", tmp / "transfer", "--finetune", weights,
                      "--out", tmp / f"{mode}-{r}", "--epochs", a.epochs]))

@@ -2,8 +2,9 @@
 ratios of paired measurements, peak memory, child processes and the header.
 
 A ratio is always measured side by side in one run: the cases are called in
-turn (A, B, A, B, ...), so a change of machine load hits both, and each ratio
-printed is the median of the per-round ratios with their range.
+turn (A B, B A, A B, ...), so a change of machine load hits both and neither
+always goes first, and each ratio printed is the median of the per-round ratios
+with their range.
 """
 from __future__ import annotations
 
@@ -31,15 +32,23 @@ def header(what: str) -> str:
             f"{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load}")
 
 
+def round_order(items, r: int) -> list:
+    """The order of the cases in round ``r``: as given in even rounds, reversed in odd ones."""
+    items = list(items)
+    return items if r % 2 == 0 else items[::-1]
+
+
 def alternate(cases: Dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
               cpu: Dict[str, List[float]] = None) -> Dict[str, List[float]]:
     """Seconds of each call of each case, the cases called in turn ``rounds`` times
-    after ``warmup`` untimed rounds. ``cpu``, when given, receives the process's
-    CPU seconds of each call (for single-threaded work: what it costs on a core
-    of its own, whatever the machine's load)."""
+    after ``warmup`` untimed rounds, every other round in reverse order (A B, B A,
+    A B, ...: going first or second costs a few per cent here, e.g. a colder cache,
+    and the reversal cancels it from the medians). ``cpu``, when given, receives the
+    process's CPU seconds of each call (for single-threaded work: what it costs on
+    a core of its own, whatever the machine's load)."""
     times: Dict[str, List[float]] = {name: [] for name in cases}
     for r in range(warmup + rounds):
-        for name, fn in cases.items():
+        for name, fn in round_order(cases.items(), r):
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
             if r >= warmup:
