@@ -40,15 +40,21 @@ def _params(model: nn.Module) -> List[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def _gradients(model: nn.Module, criterion: Callable, samples: torch.Tensor, targets: torch.Tensor,
+               weight: float = 1.0) -> List[Optional[torch.Tensor]]:
+    """Per trainable parameter, the gradient of ``weight * criterion(model(samples), targets)``
+    (None where the loss does not reach it), without touching the model's .grad buffers."""
+    loss = criterion(model(samples), targets) * weight
+    return list(torch.autograd.grad(loss, _params(model), allow_unused=True))
+
+
 def flat_gradient(model: nn.Module, criterion: Callable, samples: torch.Tensor,
                   targets: torch.Tensor, reduction_weight: float = 1.0,
                   out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Gradient of ``criterion(model(samples), targets)`` as one flat float64 vector,
     written into ``out`` when given (the model's own .grad buffers are left untouched)."""
-    params = _params(model)
-    loss = criterion(model(samples), targets) * reduction_weight
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    flat = [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+    grads = _gradients(model, criterion, samples, targets, reduction_weight)
+    flat = [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, _params(model))]
     if out is None:
         out = torch.empty(sum(f.numel() for f in flat), dtype=torch.float64, device=flat[0].device)
     return torch.cat(flat, out=out)  # cast to float64 on the way in
@@ -63,11 +69,10 @@ def model_distance(model: nn.Module, initial: Dict[str, torch.Tensor]) -> float:
     return total ** 0.5
 
 
-def _gram(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """All pairwise dot products in one product (one pass over the long vectors;
-    norms and cosines then come from this k x k matrix)."""
-    stacked = torch.stack(list(vectors))
-    return stacked @ stacked.T
+def _gram(rows: torch.Tensor) -> torch.Tensor:
+    """All pairwise dot products of the rows in one product (one pass over the long
+    vectors; norms and cosines then come from this k x k matrix)."""
+    return rows @ rows.T
 
 
 def _cosines(gram: torch.Tensor) -> torch.Tensor:
@@ -75,22 +80,27 @@ def _cosines(gram: torch.Tensor) -> torch.Tensor:
     return gram / torch.outer(norms, norms)
 
 
-def _mean_pairwise_distance(cos: torch.Tensor) -> float:
+def _gdv(cos: torch.Tensor) -> float:
+    """Mean (1 - cos) / 2 over the pairs i < j of a k x k cosine matrix."""
     iu = torch.triu_indices(len(cos), len(cos), offset=1)
     return ((1 - cos[iu[0], iu[1]]) / 2).mean().item()
+
+
+def _gde(cos: torch.Tensor) -> float:
+    """Mean (1 - cos) / 2 between the reference (last row/column) and each other vector."""
+    return ((1 - cos[:-1, -1]) / 2).mean().item()
 
 
 def direction_variance(grads: Sequence[torch.Tensor]) -> float:
     """Mean over pairs i < j of (1 - cos(g_i, g_j)) / 2."""
     if len(grads) < 2:
         raise ValueError("gradient direction variance needs at least two gradients")
-    return _mean_pairwise_distance(_cosines(_gram(grads)))
+    return _gdv(_cosines(_gram(torch.stack(list(grads)))))
 
 
 def direction_error(grads: Sequence[torch.Tensor], reference: torch.Tensor) -> float:
     """Mean over i of (1 - cos(g_i, reference)) / 2."""
-    cos = _cosines(_gram([*grads, reference]))
-    return ((1 - cos[:-1, -1]) / 2).mean().item()
+    return _gde(_cosines(_gram(torch.stack([*grads, reference]))))
 
 
 def dataset_gradient(model: nn.Module, criterion: Callable, batches: Iterable, device,
@@ -104,15 +114,16 @@ def dataset_gradient(model: nn.Module, criterion: Callable, batches: Iterable, d
     total.zero_()
     was_training = model.training
     model.eval()
-    n = 0
+    n, pieces = 0, total.split(sizes)
     for samples, targets in batches:
-        samples, targets = samples.to(device), targets.to(device)
-        loss = criterion(model(samples), targets) * float(len(targets))
-        for piece, g in zip(total.split(sizes), torch.autograd.grad(loss, params, allow_unused=True)):
+        grads = _gradients(model, criterion, samples.to(device), targets.to(device), float(len(targets)))
+        for piece, g in zip(pieces, grads):
             if g is not None:
                 piece.add_(g.reshape(-1))
         n += len(targets)
     model.train(was_training)
+    if n == 0:
+        raise ValueError("the whole-dataset gradient needs at least one sample")
     return total.div_(n)
 
 
@@ -128,16 +139,17 @@ def measure(model: nn.Module, criterion: Callable, minibatches: Sequence, full_b
         # The k mini-batch gradients and G as the rows of one float64 matrix: its Gram
         # matrix gives the norms, GDV and GDE in one product, with no further copies.
         k = len(minibatches)
+        if k < 2:
+            raise ValueError("gradient direction variance needs at least two mini-batches")
         rows = torch.empty(k + 1, sum(p.numel() for p in _params(model)), dtype=torch.float64, device=device)
         for row, (x, y) in zip(rows, minibatches):
             flat_gradient(model, criterion, x.to(device), y.to(device), out=row)
         model.train(was_training)
         dataset_gradient(model, criterion, full_batches, device, out=rows[k])
-    gram = rows @ rows.T
+    gram = _gram(rows)
     del rows
     cos = _cosines(gram)
-    out = {"grad_norm": gram.diagonal()[:k].sqrt().mean().item(),
-           "gdv": _mean_pairwise_distance(cos[:k, :k]), "gde": ((1 - cos[:k, k]) / 2).mean().item()}
+    out = {"grad_norm": gram.diagonal()[:k].sqrt().mean().item(), "gdv": _gdv(cos[:k, :k]), "gde": _gde(cos)}
     if initial is not None:
         out["model_distance"] = model_distance(model, initial)
     return out

@@ -106,6 +106,26 @@ def test_measure_agrees_with_the_separate_measures():
     assert m["grad_norm"] == pytest.approx(sum(float(g.norm()) for g in grads) / len(grads), rel=1e-9)
 
 
+def test_dataset_gradient_into_a_used_buffer_with_an_unreached_parameter():
+    # ``out`` may hold anything (measure reuses a matrix row); a parameter the loss never
+    # reaches has a zero gradient; no batches, or fewer than two compared ones, is an error.
+    model = small_model()
+    model.unused = nn.Parameter(torch.ones(5))  # a parameter of the model that forward never uses
+    x, y = data(16)
+    batches = [(x[:8], y[:8]), (x[8:], y[8:])]
+    expected = dataset_gradient(model, nn.CrossEntropyLoss(), batches, "cpu")
+    params = list(model.parameters())
+    start = sum(p.numel() for p in params[:next(i for i, p in enumerate(params) if p is model.unused)])
+    assert len(expected) == sum(p.numel() for p in params)
+    assert torch.count_nonzero(expected[start:start + 5]) == 0 and torch.count_nonzero(expected) > 0
+    out = torch.full_like(expected, 7.0)
+    assert torch.equal(dataset_gradient(model, nn.CrossEntropyLoss(), batches, "cpu", out=out), expected)
+    with pytest.raises(ValueError, match="at least one sample"):
+        dataset_gradient(model, nn.CrossEntropyLoss(), [], "cpu")
+    with pytest.raises(ValueError, match="at least two mini-batches"):
+        measure(model, nn.CrossEntropyLoss(), batches[:1], batches, "cpu")
+
+
 def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path):
     import json
     import subprocess
@@ -146,3 +166,7 @@ def test_training_with_diagnostics_logs_them_without_changing_training(tmp_path)
     assert offline["step"] == 12
     for key in ("grad_norm", "model_distance", "gdv", "gde"):
         assert offline[key] == pytest.approx(recs[-1][key], rel=1e-6), key
+    # One mini-batch cannot give a direction variance: one line, exit 2, before any work.
+    res = subprocess.run([*tool, "measure", str(out / "checkpoint-last.pth"), "--batches", "1"],
+                         capture_output=True, text=True, cwd=repo)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "--batches 1" in res.stderr

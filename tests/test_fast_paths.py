@@ -233,20 +233,26 @@ class _Draws(torch.utils.data.Dataset):
                             dtype=torch.float64)
 
 
-def test_seeded_samples_are_the_same_in_workers_and_leave_the_main_process_rng_alone():
+def test_seeded_samples_are_the_same_in_workers_and_leave_the_main_process_rng_alone(monkeypatch):
     # Workers skip the save/restore of the RNG states (nothing else draws from them there);
-    # the samples must still be the seeded ones, and the main process's states untouched.
+    # the samples must still be the seeded ones, and the main process's states untouched,
+    # the CUDA generators included (torch.manual_seed would reseed them and not restore them).
     import random
 
     import numpy as np
 
     from training.data import EpochSampler, SeededDataset
+
+    def reseeds_cuda(seed):
+        raise AssertionError("a sample's seeding reached the CUDA generators")
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeds_cuda)
     sampler = EpochSampler(8, shuffle=True, seed=3)
     dataset = SeededDataset(_Draws())
-    states = random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state()
+    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
     in_main = torch.stack([dataset[key] for key in sampler])  # (a DataLoader draws its own base seed)
-    assert random.getstate() == states[0] and (np.random.get_state()[1] == states[1]).all()
-    assert torch.equal(torch.get_rng_state(), states[2])
+    assert random.getstate() == py_state and torch.equal(torch.get_rng_state(), torch_state)
+    now = np.random.get_state()
+    assert (now[1] == np_state[1]).all() and now[0] == np_state[0] and now[2:] == np_state[2:]
     in_workers = torch.cat(list(torch.utils.data.DataLoader(dataset, batch_size=4, sampler=sampler, num_workers=2)))
     assert torch.equal(in_main, in_workers)
     assert len(set(in_main[:, 1].tolist())) == 8  # every sample its own seed

@@ -119,6 +119,8 @@ def main(argv=None) -> int:
         print(f"wrote {out} and {out.with_suffix('.json')}")
 
     def measure_and_write() -> None:
+        if args.batches < 2:
+            raise UserError(f"--batches {args.batches}: GDV compares mini-batch gradients pairwise, give at least 2")
         results = measure_checkpoints(args.checkpoints, args)
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=1))
