@@ -4,7 +4,7 @@ with which nvcc, for which GPU architectures, under which cache key.
     python tools/mmcv_build_plan.py            # the plan for this venv, readable
     python tools/mmcv_build_plan.py --shell    # KEY='value' lines for setup_env.sh's eval
     python tools/mmcv_build_plan.py --precheck # only the environment knobs (stdlib, before a venv exists)
-    python tools/mmcv_build_plan.py --compose-cuda-home DIR --toolkit-dir TK   # the CUDA_HOME a build uses
+    python tools/mmcv_build_plan.py --compose-cuda-home DIR --toolkit-dir TK   # prints the CUDA_HOME a build uses
 
 Rules:
 - CUDA ops when DT_MMCV_CUDA=1, or when DT_MMCV_CUDA is unset, torch is a CUDA
@@ -17,12 +17,12 @@ Rules:
   cuda-toolkit[nvcc,cccl,crt] wheels at the version torch itself pulled in.
 - Cache key: mmcv, torch, Python, machine; CUDA builds add CUDA version and
   arch list, so CPU and CUDA wheels never share a directory.
-- The build's CUDA_HOME is a directory of symlinks over the chosen toolkit,
-  completed with the CUDA library headers torch's own headers include
-  (cusparse.h, cublas_v2.h, ...) from the pip packages torch came with
-  (``nvidia/*/include``) when the toolkit lacks them (an nvcc-only toolkit, like
-  this image's /usr/local/cuda, does), and with ``libcudart.so``: torch links
-  -lcudart and pip ships only libcudart.so.<major>. Toolkit files win.
+- The build's CUDA_HOME is the toolkit itself when it is complete, else a
+  directory of symlinks over it, completed with the CUDA library headers torch's
+  own headers include (cusparse.h, cublas_v2.h, ...) from the pip packages torch
+  came with (``nvidia/*/include``) when the toolkit lacks them (an nvcc-only
+  toolkit, like this image's /usr/local/cuda, does), and with ``libcudart.so``:
+  torch links -lcudart and pip ships only libcudart.so.<major>. Toolkit files win.
 
 Every input can be simulated (--torch-version, --torch-cuda, --gpus,
 --system-cuda, --toolkit-version; the knobs come from the environment), which
@@ -41,6 +41,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Optional, Sequence
 
@@ -215,45 +216,66 @@ def render_shell(plan: Plan) -> str:
 TORCH_CUDA_HEADERS = ("cusparse.h", "cublas_v2.h", "cusolverDn.h")
 
 
-def compose_cuda_home(home: str, toolkit: str, site_packages: str) -> list[str]:
-    """Fill ``home`` with symlinks: the toolkit's top-level entries, its headers
-    plus those of ``<site_packages>/nvidia/*/include`` it lacks, its libraries
-    (lib64/ and lib/) plus ``libcudart.so``. Returns what came from torch's
-    packages (for the log); PlanError when nvcc or a header torch needs is missing."""
+def _runtime_to_link(lib_dirs: Sequence[str]) -> Optional[str]:
+    """The versioned libcudart to give an unversioned name, or None when there is
+    already an unversioned one or no runtime at all in these dirs (a distribution
+    toolkit keeps it on the linker's default path, e.g. /usr/lib/x86_64-linux-gnu)."""
+    names = set()
+    for d in lib_dirs:
+        if os.path.isdir(d):
+            names.update(os.listdir(d))
+    if "libcudart.so" in names:
+        return None
+    versioned = sorted(n for n in names if n.startswith("libcudart.so."))
+    return versioned[0] if versioned else None
+
+
+def compose_cuda_home(home: str, toolkit: str, site_packages: str) -> tuple[str, list[str]]:
+    """The CUDA_HOME a build uses: ``toolkit`` itself when it has the headers torch
+    includes and an unversioned libcudart (or none of its own), else ``home``
+    filled with symlinks: the toolkit's top-level entries, its headers plus those
+    of ``<site_packages>/nvidia/*/include`` it lacks, its libraries (lib64/ and
+    lib/) plus ``libcudart.so``. Returns (CUDA_HOME, headers taken from torch's
+    packages); PlanError when nvcc or a header torch needs is missing, or ``home``
+    is in the way."""
+    home, toolkit, site_packages = map(os.path.abspath, (home, toolkit, site_packages))
     if not os.access(os.path.join(toolkit, "bin", "nvcc"), os.X_OK):
         raise PlanError(f"no nvcc in {toolkit}/bin")
+    tk_libs = [os.path.join(toolkit, "lib64"), os.path.join(toolkit, "lib")]
+    lacking = [h for h in TORCH_CUDA_HEADERS if not os.path.exists(os.path.join(toolkit, "include", h))]
+    runtime = _runtime_to_link(tk_libs)
+    if not lacking and runtime is None:
+        return toolkit, []
+    if os.path.exists(home) and (not os.path.isdir(home) or os.listdir(home)):
+        raise PlanError(f"--compose-cuda-home {home}: exists and is not an empty directory")
     inc, lib = os.path.join(home, "include"), os.path.join(home, "lib64")
     os.makedirs(inc, exist_ok=True)
     os.makedirs(lib, exist_ok=True)
 
-    def link_entries(src_dir: str, dst_dir: str) -> list[str]:
+    def link_entries(src_dir: str, dst_dir: str, skip=()) -> list[str]:
         added = []
         for name in sorted(os.listdir(src_dir)) if os.path.isdir(src_dir) else []:
-            dst = os.path.join(dst_dir, name)
-            if not os.path.lexists(dst):
-                os.symlink(os.path.join(src_dir, name), dst)
+            src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
+            # a broken link in the toolkit must not hide torch's good header
+            if name not in skip and os.path.exists(src) and not os.path.lexists(dst):
+                os.symlink(src, dst)
                 added.append(name)
         return added
 
-    for name in sorted(os.listdir(toolkit)):
-        if name not in ("include", "lib", "lib64") and not os.path.lexists(os.path.join(home, name)):
-            os.symlink(os.path.join(toolkit, name), os.path.join(home, name))
+    link_entries(toolkit, home, skip=("include", "lib", "lib64"))
     link_entries(os.path.join(toolkit, "include"), inc)
     from_torch = []
     for pkg_include in sorted(glob.glob(os.path.join(site_packages, "nvidia", "*", "include"))):
         from_torch += link_entries(pkg_include, inc)
-    for sub in ("lib64", "lib"):
-        link_entries(os.path.join(toolkit, sub), lib)
-    runtimes = sorted(n for n in os.listdir(lib) if n.startswith("libcudart.so."))
-    if not runtimes:
-        raise PlanError(f"no libcudart.so.* in {toolkit}/lib64 or {toolkit}/lib")
-    if not os.path.lexists(os.path.join(lib, "libcudart.so")):
-        os.symlink(runtimes[0], os.path.join(lib, "libcudart.so"))
+    for d in tk_libs:
+        link_entries(d, lib)
+    if runtime is not None:
+        os.symlink(runtime, os.path.join(lib, "libcudart.so"))
     missing = [h for h in TORCH_CUDA_HEADERS if not os.path.exists(os.path.join(inc, h))]
     if missing:
         raise PlanError(f"{', '.join(missing)} neither in {toolkit}/include nor in torch's "
                         f"{site_packages}/nvidia/*/include: torch's CUDA headers include them")
-    return [h for h in from_torch if h in TORCH_CUDA_HEADERS]
+    return home, [h for h in from_torch if h in TORCH_CUDA_HEADERS]
 
 
 # ------------------------------------------------------------------ probing --
@@ -350,11 +372,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.compose_cuda_home:
             if not args.toolkit_dir:
                 raise PlanError("--compose-cuda-home needs --toolkit-dir")
-            import sysconfig
-            found = compose_cuda_home(args.compose_cuda_home, args.toolkit_dir, sysconfig.get_paths()["purelib"])
+            home, found = compose_cuda_home(args.compose_cuda_home, args.toolkit_dir,
+                                            sysconfig.get_paths()["purelib"])
             if found:
-                print(f"CUDA library headers from torch's packages: {' '.join(found)}")
+                print(f"[setup] CUDA library headers from torch's packages: {' '.join(found)}", file=sys.stderr)
+            print(home)
             return 0
+        if args.toolkit_dir:
+            raise PlanError("--toolkit-dir goes with --compose-cuda-home")
         if args.torch_version is None or args.torch_cuda is None or args.gpus is None:
             torch_version, torch_cuda, gpus = probe_torch()
         else:
@@ -370,12 +395,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             system = [(h, nvcc_release(h)) for h in system_cuda_candidates(env)]
         tk = none_or(args.toolkit_version) if args.toolkit_version is not None else installed_toolkit_version()
-        import sysconfig
         plan = make_plan(torch_version=torch_version, torch_cuda=torch_cuda, gpus=gpus, env=env,
                          system_cuda=system, toolkit_version=tk, site_packages=sysconfig.get_paths()["purelib"],
                          py_tag=f"cp{sys.version_info[0]}{sys.version_info[1]}", machine=platform.machine(),
                          jobs=args.jobs, mmcv_version=args.mmcv_version)
-    except PlanError as exc:
+    except (PlanError, OSError) as exc:  # OSError: a --compose-cuda-home path that cannot be written
         print(f"[setup] ERROR: {exc}", file=sys.stderr)
         return 2
     if args.shell:

@@ -106,9 +106,8 @@ else
         toolkit="$MMCV_TOOLKIT_ROOT"
         [[ -x "$toolkit/bin/nvcc" ]] || die "$MMCV_TOOLKIT_SPEC installed no $toolkit/bin/nvcc"
       fi
-      # Symlinks over the toolkit plus the CUDA library headers torch includes (see the plan tool).
-      cuda_home="$build/cuda_home"
-      "$PY" "$PLAN_TOOL" --compose-cuda-home "$cuda_home" --toolkit-dir "$toolkit" | sed 's/^/[setup] /'
+      # The toolkit, or symlinks over it plus the CUDA library headers torch includes (see the plan tool).
+      cuda_home="$("$PY" "$PLAN_TOOL" --compose-cuda-home "$build/cuda_home" --toolkit-dir "$toolkit")"
       say "nvcc: $("$cuda_home/bin/nvcc" --version | grep -o 'V[0-9][0-9.]*' | head -n1) in $cuda_home"
       # An explicit arch list also keeps torch from probing GPUs (it crashes when there are none).
       build_env=(FORCE_CUDA=1 CUDA_HOME="$cuda_home" TORCH_CUDA_ARCH_LIST="$MMCV_ARCH_LIST")
