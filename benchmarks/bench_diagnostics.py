@@ -1,7 +1,7 @@
 """The paper's gradient diagnostics (grad norm, GDV, GDE, model distance:
 ``pretrain.diagnostics.measure``) against the forward/backward passes they need.
 
-    .venv/bin/python benchmarks/bench_diagnostics.py [--rounds 5]
+    .venv/bin/python benchmarks/bench_diagnostics.py [--rounds 6]
 
 One measurement is k train-mode gradients of the compared mini-batches plus
 the eval-mode gradient of the reference set; the reference here is exactly
@@ -56,7 +56,7 @@ def cases():
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=6)
+    benchlib.add_rounds_argument(p, 6)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; with 1, CPU time measures the work whatever the machine's load")
     p.add_argument("--memory", help="(child) run one case and report its peak memory")

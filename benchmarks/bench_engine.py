@@ -1,7 +1,7 @@
 """The pretraining engine against what a user would otherwise run: a bare timm +
 PyTorch loop doing identical work.
 
-    .venv/bin/python benchmarks/bench_engine.py [--rounds 3] [--epochs 2]
+    .venv/bin/python benchmarks/bench_engine.py [--rounds 4] [--epochs 2]
 
 Both sides read the same ImageFolder (generated: 12 classes x 64 JPEGs at 80
 px) through the same timm transforms (the CPU demo preset,
@@ -224,7 +224,7 @@ def step_ratio(case: str, rounds: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
+    benchlib.add_rounds_argument(p, 4)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--step", action="store_true", help="the update alone, in-process (see above)")

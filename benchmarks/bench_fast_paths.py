@@ -73,7 +73,7 @@ def variants(name: str, device, batch: int, amp: str):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=10)
+    benchlib.add_rounds_argument(p, 10)
     p.add_argument("--amp", default="none", choices=("none", "bf16"))
     p.add_argument("--force_cpu", action="store_true", help="run on the CPU at batch 8 (checks the script only)")
     a = p.parse_args()

@@ -1,7 +1,7 @@
 """Input pipeline: img/s of one DataLoader worker running the ImageNet training
 transform, and the workers it takes to feed a ViT-T step at batch 128 on one GPU.
 
-    .venv/bin/python benchmarks/bench_input_pipeline.py [--rounds 5] [--gpu_img_s 850]
+    .venv/bin/python benchmarks/bench_input_pipeline.py [--rounds 6] [--gpu_img_s 850]
 
 The worker's work is the engine's own per-sample path (``SafeImageFolder`` +
 ``SeededDataset``: JPEG decode, RGB, the per-sample seed) with the transform
@@ -91,7 +91,7 @@ def gpu_img_s() -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=5)
+    benchlib.add_rounds_argument(p, 6)
     p.add_argument("--gpu_img_s", type=float, default=850.0)
     p.add_argument("--memory", help="(child) run one case and report its peak memory")
     p.add_argument("--root")

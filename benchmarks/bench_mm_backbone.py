@@ -4,7 +4,7 @@ Swin-F against the same detector / segmentor with mmdet's / mmseg's
 ``SwinTransformer`` at Swin-F's dims (embed 40, depths 2-2-6-2, heads 2-4-8-16,
 window 7, drop path 0.1).
 
-    .venv/bin/python benchmarks/bench_mm_backbone.py [--rounds 5] [--size 224]
+    .venv/bin/python benchmarks/bench_mm_backbone.py [--rounds 4] [--size 224]
 
 Both models come from the suite's configs
 (``det_configs/_base_/models/mask-rcnn_swin-femto-fpn.py``,
@@ -115,7 +115,7 @@ def build_case(name: str, size: int):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=4)
+    benchlib.add_rounds_argument(p, 4)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; with 1, CPU time measures the work whatever the machine's load")

@@ -1,7 +1,7 @@
 """Linear probe on cached features against today's per-step probe: time to a
 finished probe and top-1 of both, on the demo's transfer split.
 
-    .venv/bin/python benchmarks/bench_probe.py [--rounds 3] [--finetune weights.pth]
+    .venv/bin/python benchmarks/bench_probe.py [--rounds 4] [--finetune weights.pth]
 
 Both are ``python -m cls_finetune --config cls_configs/demo_cpu_linear_probe.yaml``
 (8 epochs, batch 32, 2 workers, AdamW lr 1e-2 with warmup + cosine; 6 classes,
@@ -53,7 +53,7 @@ def pretrained(tmp: Path) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
+    benchlib.add_rounds_argument(p, 4)
     p.add_argument("--epochs", type=int, default=8, help="the preset's 8")
     p.add_argument("--finetune", help="pretrained weights to probe (default: pretrain the demo ViT here)")
     p.add_argument("--side", choices=("cached", "per_step"))

@@ -38,6 +38,18 @@ def round_order(items, r: int) -> list:
     return items if r % 2 == 0 else items[::-1]
 
 
+def add_rounds_argument(parser, default: int) -> None:
+    """``--rounds``, even: half the rounds run the cases in each order, so the medians
+    of the per-round ratios do not lean to either order."""
+    def even(text: str) -> int:
+        n = int(text)
+        if n < 2 or n % 2:
+            raise ValueError
+        return n
+    even.__name__ = "even number of rounds (2 or more)"
+    parser.add_argument("--rounds", type=even, default=default, help=f"even (default {default})")
+
+
 def alternate(cases: Dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
               cpu: Dict[str, List[float]] = None) -> Dict[str, List[float]]:
     """Seconds of each call of each case, the cases called in turn ``rounds`` times
