@@ -93,7 +93,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     benchlib.add_rounds_argument(p, 6)
     p.add_argument("--gpu_img_s", type=float, default=850.0)
-    p.add_argument("--memory", help="(child) run one case and report its peak memory")
+    benchlib.add_case_arguments(p, threads=False)
     p.add_argument("--root")
     a = p.parse_args()
     if a.memory:

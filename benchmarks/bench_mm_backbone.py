@@ -117,9 +117,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     benchlib.add_rounds_argument(p, 4)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads; with 1, CPU time measures the work whatever the machine's load")
-    p.add_argument("--memory", help="(child) run one case a few times and report its peak memory")
+    benchlib.add_case_arguments(p)
     a = p.parse_args()
     import torch
     torch.set_num_threads(a.threads)

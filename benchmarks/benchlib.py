@@ -50,6 +50,15 @@ def add_rounds_argument(parser, default: int) -> None:
     parser.add_argument("--rounds", type=even, default=default, help=f"even (default {default})")
 
 
+def add_case_arguments(parser, threads: bool = True) -> None:
+    """``--threads`` (one by default: CPU time then measures the work whatever the
+    load) and ``--memory`` (the child mode of ``memory_of_cases``)."""
+    if threads:
+        parser.add_argument("--threads", type=int, default=1,
+                            help="torch threads; with 1, CPU time measures the work whatever the machine's load")
+    parser.add_argument("--memory", help="(child) run one case and report its peak memory")
+
+
 def alternate(cases: Dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
               cpu: Dict[str, List[float]] = None) -> Dict[str, List[float]]:
     """Seconds of each call of each case, the cases called in turn ``rounds`` times
