@@ -39,10 +39,6 @@ def weights(learned_pretraining):
     return learned_pretraining / "weights.pth"
 
 
-def fails(argv, capsys, *fragments):
-    return assert_fails_with(main, argv, capsys, *fragments)
-
-
 def test_finetuning_a_pretrained_checkpoint_learns_new_classes(weights, transfer, tmp_path):
     out = tmp_path / "ft"
     # The demo preset, with a late stochastic depth during fine-tuning: the drop core drives it here too.
@@ -135,7 +131,7 @@ def test_eval_reproduces_the_final_accuracy(weights, small_transfer, tmp_path, c
     assert got["weights"]["sha256"] == file_sha256(out / "weights.pth")
     assert "eval: true" in (tmp_path / "ev/config_eval.yaml").read_text()
     # A pretraining checkpoint has a 12-class ImageNet-style head, not one for these 6 classes.
-    fails([*common, "--finetune", weights, "--eval", "--output_dir", tmp_path / "ev2"], capsys,
+    assert_fails_with(main, [*common, "--finetune", weights, "--eval", "--output_dir", tmp_path / "ev2"], capsys,
           "--eval", str(weights), "no classifier for the 6 classes")
 
 
@@ -190,7 +186,7 @@ def test_a_training_checkpoint_records_its_method_and_resume_keeps_to_its_weight
     # Resuming (here: to train longer) with other starting weights than the run's is refused.
     other = learned_pretraining / "weights.pth"
     before = (out / "checkpoint-last.pth").read_bytes()
-    fails([*common, "--finetune", other, "--epochs", "1", "--resume", "auto"], capsys,
+    assert_fails_with(main, [*common, "--finetune", other, "--epochs", "1", "--resume", "auto"], capsys,
           "--resume", "started from weights with sha256", str(other), "new --output_dir")
     assert (out / "checkpoint-last.pth").read_bytes() == before
 
@@ -216,37 +212,38 @@ def test_resume_with_a_different_number_of_classes(weights, small_transfer, tmp_
     four = tmp_path / "four"
     write_transfer(four, TRANSFER_CATEGORIES[:4], train_per_class=12, test_per_class=2, size=64, seed=1)
     before = (out / "checkpoint-last.pth").read_bytes()
-    fails([*common, "--data_path", four, "--resume", "auto"], capsys,
+    assert_fails_with(main, [*common, "--data_path", four, "--resume", "auto"], capsys,
           "--resume", "checkpoint's classifier has 6 classes", "has 4")
     assert (out / "checkpoint-last.pth").read_bytes() == before
-    fails(["--config", DEMO, *FAST, "--finetune", weights, "--output_dir", tmp_path / "other",
+    assert_fails_with(main, ["--config", DEMO, *FAST, "--finetune", weights, "--output_dir", tmp_path / "other",
            "--data_path", small_transfer, "--num_classes", "10"], capsys, "--num_classes 10", "has 6 classes")
 
 
 def test_checkpoint_of_another_architecture(weights, small_transfer, tmp_path, capsys):
     common = ["--config", DEMO, *FAST, "--data_path", small_transfer, "--output_dir", tmp_path / "o"]
-    fails([*common, "--finetune", weights, "--model", "convnext_femto"], capsys,
+    assert_fails_with(main, [*common, "--finetune", weights, "--model", "convnext_femto"], capsys,
           str(weights), "pretrained as 'vit_tiny'", "'convnext_femto'")
     # The paper's release format carries no meta: the key check names what is missing.
     bare = tmp_path / "paper_format.pth"
     torch.save({"model": torch.load(weights, weights_only=True)["model"]}, bare)
-    fails([*common, "--finetune", bare], capsys, "--model", "records no architecture")
-    fails([*common, "--finetune", bare, "--model", "convnext_femto"], capsys,
+    assert_fails_with(main, [*common, "--finetune", bare], capsys, "--model", "records no architecture")
+    assert_fails_with(main, [*common, "--finetune", bare, "--model", "convnext_femto"], capsys,
           str(bare), "does not match ConvNeXt", "backbone keys missing from the file: head.norm.bias",
           "stages.0.blocks.0.conv_dw.bias")
 
 
 def test_missing_checkpoint_and_data(weights, tmp_path, capsys):
     common = ["--config", DEMO, *FAST, "--output_dir", tmp_path / "o"]
-    fails([*common, "--data_path", tmp_path], capsys, "--finetune")
-    fails([*common, "--data_path", tmp_path, "--finetune", tmp_path / "nope.pth"], capsys,
+    assert_fails_with(main, [*common, "--data_path", tmp_path], capsys, "--finetune")
+    assert_fails_with(main, [*common, "--data_path", tmp_path, "--finetune", tmp_path / "nope.pth"], capsys,
           str(tmp_path / "nope.pth"), "does not exist")
-    fails([*common, "--data_path", tmp_path / "nowhere", "--finetune", weights], capsys,
+    assert_fails_with(main, [*common, "--data_path", tmp_path / "nowhere", "--finetune", weights], capsys,
           "--data_path", str(tmp_path / "nowhere" / "train"))
 
 
 def test_linear_probe_refuses_drop_rates(tmp_path, capsys):
-    err = fails(["--config", PROBE, "--drop_path", "0.1", "--output_dir", tmp_path], capsys, "--drop_path 0.1")
+    err = assert_fails_with(main, ["--config", PROBE, "--drop_path", "0.1", "--output_dir", tmp_path], capsys,
+                            "--drop_path 0.1")
     assert err.startswith("error: --linear_probe:")
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
@@ -295,4 +292,4 @@ def test_feature_batches_follow_the_sampler_and_its_resume_offset():
     (["--config", PROBE, "--probe_features", "cached", "--mixup", "0.8"], "--mixup 0"),
 ])
 def test_cached_probe_refuses_what_fixed_features_cannot_do(flags, fragment, tmp_path, capsys):
-    fails([*flags, "--output_dir", tmp_path], capsys, "--probe_features cached", fragment)
+    assert_fails_with(main, [*flags, "--output_dir", tmp_path], capsys, "--probe_features cached", fragment)
