@@ -189,6 +189,11 @@ class DropPlan:
     def cutoff_epoch(self) -> float:
         return self.dropout.cutoff_epoch
 
+    @property
+    def changes_every_update(self) -> bool:
+        """A non-zero rate on a linear/cosine/... shape (a constant shape changes at most once, at the cutoff)."""
+        return self.shape != "constant" and max(self.dropout.rate, self.drop_path.rate) > 0
+
     def describe(self) -> str:
         """Short human-readable name, e.g. 'early-linear dropout 0.1 until epoch 50'."""
         kind, p = ("dropout", self.dropout.rate) if self.dropout.rate > 0 else (

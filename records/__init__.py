@@ -73,7 +73,7 @@ All JSON is written atomically (``write_json``: a temporary file in the same
 folder, then ``os.replace``).
 """
 from . import files, metrics
-from .files import RecordError, append_jsonl, read_json, read_jsonl, sha256_of, write_json
+from .files import RecordError, append_jsonl, read_json, read_jsonl, write_json
 from .metrics import KINDS, TASK_NAMES, Metric, extract_metrics, headline_metrics, metric_by_id, metrics_of
 from .runs import (
     FINISHED,
@@ -106,7 +106,7 @@ METRIC_RULES = metrics.METRICS  # the primary-metric rule of every task
 
 __all__ = [
     "RUN_INFO", "METRICS", "EVAL_METRICS", "VAL_METRICS", "TEST_METRICS", "CONFIG", "EVAL_CONFIG", "EPOCH_LOG",
-    "ITER_LOG", "DIAGNOSTICS", "RecordError", "write_json", "append_jsonl", "read_json", "read_jsonl", "sha256_of",
+    "ITER_LOG", "DIAGNOSTICS", "RecordError", "write_json", "append_jsonl", "read_json", "read_jsonl",
     "KINDS", "TASK_NAMES", "Metric", "METRIC_RULES", "metrics_of", "headline_metrics", "metric_by_id",
     "extract_metrics", "RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run",
     "read_run_info", "discover", "is_finished", "started_from", "mark_stale", "run_label", "write_run_info",

@@ -10,12 +10,11 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
-from backbones.checkpoint import file_sha256
 from backbones.errors import UserError
 
 __all__ = ["RecordError", "RUN_INFO", "METRICS", "EVAL_METRICS", "VAL_METRICS", "TEST_METRICS", "CONFIG",
            "EVAL_CONFIG", "EPOCH_LOG", "ITER_LOG", "DIAGNOSTICS", "MM_SCALARS", "write_json", "append_jsonl",
-           "read_json", "read_json_or_none", "read_jsonl", "read_yaml", "sha256_of"]
+           "read_json", "read_json_or_none", "read_jsonl", "read_yaml"]
 
 RUN_INFO = "run.json"              # what the run is (written when it starts)
 METRICS = "metrics.json"           # final numbers (training runs: written last; det/seg: per validation)
@@ -115,7 +114,3 @@ def read_yaml(path) -> dict:
         raise RecordError(f"{path}: expected a mapping of flags, found a {type(obj).__name__}")
     return obj
 
-
-def sha256_of(path) -> str:
-    """The sha256 a run records of the checkpoint it started from (the loader's own hash)."""
-    return file_sha256(path)

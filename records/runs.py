@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
+from backbones.checkpoint import file_sha256
+
 from .files import (
     CONFIG,
     EVAL_METRICS,
@@ -22,7 +24,6 @@ from .files import (
     read_json,
     read_json_or_none,
     read_yaml,
-    sha256_of,
     write_json,
 )
 from .metrics import KINDS, TASK_NAMES, extract_metrics
@@ -273,7 +274,7 @@ def discover(roots: Iterable, skip_unreadable: bool = False) -> List[RunRecord]:
     return sorted(records, key=lambda r: str(r.run_dir))
 
 
-def mark_stale(records: Iterable[RunRecord], hasher: Callable[[Path], str] = sha256_of) -> None:
+def mark_stale(records: Iterable[RunRecord], hasher: Callable[[Path], str] = file_sha256) -> None:
     """Mark finished transfer runs STALE whose start checkpoint, still at its recorded
     path, no longer has the recorded sha256 (each file hashed once). A checkpoint
     that is gone cannot be checked; the run keeps its status and says so in its note."""

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import records
-from records.files import sha256_of, write_json
+from backbones.checkpoint import file_sha256
+from records.files import write_json
 
 from .spec import Job, Suite
 
@@ -145,7 +146,7 @@ Queue = Dict[str, Tuple[str, str, str]]  # slurm job id -> (state, reason, job n
 class Checkpoints:
     """Each checkpoint hashed once per invocation (they are hundreds of MB)."""
 
-    def __init__(self, hasher: Callable[[Path], str] = sha256_of):
+    def __init__(self, hasher: Callable[[Path], str] = file_sha256):
         self._hasher, self._cache = hasher, {}
 
     def sha256(self, path: Path) -> Optional[str]:

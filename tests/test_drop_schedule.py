@@ -115,3 +115,12 @@ def test_plan_drives_both_kinds_and_refuses_both_nonzero():
     with pytest.raises(ValueError, match=r"dropout=1.5 is outside"):
         DropPlan.build(dropout=1.5, epochs=4, iters_per_epoch=3)
     assert DropPlan.build(epochs=1, iters_per_epoch=1).describe() == "no dropout"
+
+
+def test_a_plan_knows_whether_its_rate_changes_every_update():
+    # torch.compile keeps the drop sites eager exactly then (training/run.py)
+    common = dict(drop_mode="early", cutoff_epoch=2, epochs=4, iters_per_epoch=3)
+    assert DropPlan.build(dropout=0.1, drop_schedule="linear", **common).changes_every_update
+    assert DropPlan.build(drop_path=0.1, drop_schedule="cosine", **common).changes_every_update
+    assert not DropPlan.build(dropout=0.1, drop_schedule="constant", **common).changes_every_update
+    assert not DropPlan.build(drop_schedule="linear", **common).changes_every_update

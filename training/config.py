@@ -21,6 +21,8 @@ import yaml
 from backbones.errors import UserError
 from backbones.layer_decay import check_rate
 
+from .fast_paths import ADAMW_CHOICES
+
 
 class ConfigError(UserError):
     """A bad flag or config value: the message names it."""
@@ -179,8 +181,8 @@ def validate(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise ConfigError(f"--layer_decay: {exc}") from None
     need(args.num_workers >= 0, f"--num_workers {args.num_workers} must be >= 0")
-    need(args.fused_adamw in ("off", "auto", "on", "foreach"),
-         f"--fused_adamw {args.fused_adamw!r}: choose off, auto, on or foreach")
+    need(args.fused_adamw in ADAMW_CHOICES,
+         f"--fused_adamw {args.fused_adamw!r}: choose {', '.join(ADAMW_CHOICES)}")
 
 
 def save_config(args: argparse.Namespace, path: Path) -> None:

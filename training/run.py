@@ -310,9 +310,8 @@ class TrainingRun:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
         if args.compile:
-            # a rate that changes every update (non-constant shapes) keeps the drop sites eager
-            changing = ctx.plan.shape != "constant" and ctx.plan.describe() != "no dropout"
-            model = compile_model(model, ctx.sites, changing_rates=changing)
+            # a rate that changes every update keeps the drop sites eager (no recompiles)
+            model = compile_model(model, ctx.sites, changing_rates=ctx.plan.changes_every_update)
         mixup_fn = None
         if args.mixup > 0 or args.cutmix > 0:
             mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
