@@ -40,6 +40,10 @@ def test_every_backbone_and_variant_has_configs():
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_config_builds_and_loads_a_pretraining_checkpoint(config, checkpoints):
+    # A fresh current logger: mmengine's init_weights writes to the current one's log file, and
+    # an earlier in-process run's logger may have had its file closed since.
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance(f"test_configs:{config}")
     cfg = Config.fromfile(str(REPO / config))
     scope = cfg.default_scope
     assert scope in ("mmdet", "mmseg") and cfg.runner_type == "DropTransferRunner"
