@@ -54,11 +54,21 @@ records: it has ``final``). A ``metrics.json`` that exists but cannot be read
 counts as finished so that no runner overwrites it; ``started_from`` returns
 None for it and ``read_run`` raises ``RecordError`` naming it.
 
-Status of a read run: ``finished``, ``unfinished`` (no final metrics: crashed,
-killed or running), ``no metrics`` (finished, the evaluator returned nothing;
-``note`` says why), ``stale`` (set by ``mark_stale``: the start checkpoint at
-its recorded path has another sha256 now), ``unreadable`` (``discover(...,
-skip_unreadable=True)``).
+One verdict per run (``verdict``)
+---------------------------------
+The suite runner (``suite status``/``run``) and compare (``discover``,
+``mark_stale``) read a run's state through ``verdict(run_dir, hashes,
+checkpoint)``: ``finished``, ``unfinished`` (no final metrics: crashed, killed
+or running), ``no metrics`` (finished, the evaluator returned nothing; ``note``
+says why), ``stale`` (the one staleness rule: a finished transfer run whose
+start checkpoint now has another sha256 than the one it started from; the
+checkpoint is the file the suite's job passes, else the one at the recorded
+path), ``unreadable`` (``run.json``, ``metrics.json`` or ``config.yaml`` exists
+but cannot be read: the note is the error, naming the file; compare stops on it
+unless ``--skip_unreadable``, the runner never overwrites it), ``absent`` (no
+record: never started). What a run started from is read in one place
+(``pretrain_sha256``: ``metrics.json``, else ``run.json`` ``start_checkpoint``);
+``Hashes`` hashes each checkpoint once per invocation.
 
 Primary metrics (``records.metrics``), in points
 ------------------------------------------------
@@ -76,11 +86,13 @@ from . import files, metrics
 from .files import RecordError, append_jsonl, read_json, read_jsonl, write_json
 from .metrics import KINDS, TASK_NAMES, Metric, extract_metrics, headline_metrics, metric_by_id, metrics_of
 from .runs import (
+    ABSENT,
     FINISHED,
     NO_METRICS,
     STALE,
     UNFINISHED,
     UNREADABLE,
+    Hashes,
     RunRecord,
     discover,
     is_finished,
@@ -91,6 +103,7 @@ from .runs import (
     record_validation,
     run_label,
     started_from,
+    verdict,
     write_eval_metrics,
     write_final_metrics,
     write_run_info,
@@ -108,7 +121,8 @@ __all__ = [
     "RUN_INFO", "METRICS", "EVAL_METRICS", "VAL_METRICS", "TEST_METRICS", "CONFIG", "EVAL_CONFIG", "EPOCH_LOG",
     "ITER_LOG", "DIAGNOSTICS", "RecordError", "write_json", "append_jsonl", "read_json", "read_jsonl",
     "KINDS", "TASK_NAMES", "Metric", "METRIC_RULES", "metrics_of", "headline_metrics", "metric_by_id",
-    "extract_metrics", "RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run",
+    "extract_metrics", "RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "ABSENT",
+    "Hashes", "verdict", "read_run",
     "read_run_info", "discover", "is_finished", "started_from", "mark_stale", "run_label", "write_run_info",
     "write_final_metrics", "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished",
 ]

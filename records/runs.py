@@ -28,17 +28,18 @@ from .files import (
 )
 from .metrics import KINDS, TASK_NAMES, extract_metrics
 
-__all__ = ["RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run", "discover",
-           "is_finished", "started_from", "mark_stale", "write_run_info", "write_final_metrics",
-           "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished", "read_run_info",
-           "run_label"]
+__all__ = ["RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "ABSENT", "Hashes",
+           "verdict", "read_run", "discover", "is_finished", "started_from", "mark_stale", "write_run_info",
+           "write_final_metrics", "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished",
+           "read_run_info", "run_label"]
 
 # Statuses of a run, as compare shows them.
 FINISHED = "finished"
 UNFINISHED = "unfinished"      # no final metrics: crashed, killed, or still running
 NO_METRICS = "no metrics"      # finished, but the evaluator returned nothing (the record's note says why)
 STALE = "stale"                # finished, but the pretrained checkpoint it started from has changed since
-UNREADABLE = "unreadable"      # a record file is damaged (compare --skip_unreadable)
+UNREADABLE = "unreadable"      # a record file exists but cannot be read (named in the note)
+ABSENT = "absent"              # neither run.json nor metrics.json: the run never started (verdict only)
 
 # Flags of a training run that are not its recipe: what identifies the run otherwise
 # (architecture, drop method, seed, dataset) and what does not change the numbers.
@@ -142,22 +143,25 @@ def is_finished(run_dir) -> bool:
     return True if rec is None else _finished_rule(rec)
 
 
+def _started_sha(info: dict, metrics_json: Optional[dict]) -> Optional[str]:
+    """The one "started from" reader: the sha256 of the checkpoint a transfer run started
+    from, as its finished ``metrics.json`` records it (``pretrain_sha256``), else as its
+    ``run.json`` does (``start_checkpoint.sha256``: older det/seg records, unfinished runs)."""
+    sha = (metrics_json or {}).get("pretrain_sha256")
+    if isinstance(sha, str):
+        return sha
+    start = info.get("start_checkpoint")
+    return start["sha256"] if isinstance(start, dict) and isinstance(start.get("sha256"), str) else None
+
+
 def started_from(run_dir) -> Optional[str]:
-    """sha256 of the pretrained checkpoint a finished transfer run started from, from its
-    ``metrics.json`` (older det/seg records: from ``run.json``); None when not readable."""
+    """sha256 of the pretrained checkpoint a finished transfer run started from
+    (``_started_sha``); None when its ``metrics.json`` is missing or cannot be read."""
     run_dir = Path(run_dir)
     rec = read_json_or_none(run_dir / METRICS)
     if rec is None:
         return None
-    sha = rec.get("pretrain_sha256")
-    if isinstance(sha, str):
-        return sha
-    info = read_json_or_none(run_dir / RUN_INFO) or {}
-    if (info.get("kind") or info.get("task")) in ("mmdet", "mmseg"):
-        start = info.get("start_checkpoint")
-        if isinstance(start, dict) and isinstance(start.get("sha256"), str):
-            return start["sha256"]
-    return None
+    return _started_sha(read_json_or_none(run_dir / RUN_INFO) or {}, rec)
 
 
 def _training_identity(run_dir: Path, info: dict, kind: str) -> dict:
@@ -195,7 +199,7 @@ def _transfer_identity(info: dict, own_model, own_kwargs=None) -> dict:
     method = meta.get("method") or ("no pretrained checkpoint" if not start else "?")
     return dict(arch=_arch_label(arch, meta.get("model_kwargs")) if arch else _arch_label(own_model, own_kwargs),
                 method=str(method), pretrain_recipe=pre_recipe, pretrain_seed=_int_or_none(meta.get("seed")),
-                pretrain_sha256=start.get("sha256"), start_checkpoint=start.get("path"))
+                start_checkpoint=start.get("path"))
 
 
 def _mm_identity(info: dict, kind: str) -> dict:
@@ -237,8 +241,64 @@ def read_run(run_dir) -> RunRecord:
             status, note = FINISHED, ""
         else:
             status, note = NO_METRICS, str(raw.get("note") or f"{metrics_path} holds none of the task's metrics")
+    pretrain_sha256 = _started_sha(info, raw) if kind in ("cls_finetune", "mmdet", "mmseg") else None
     return RunRecord(run_dir=run_dir, kind=kind, status=status, note=note, metrics=values, info=info,
-                     raw_metrics=raw, **ident)
+                     raw_metrics=raw, pretrain_sha256=pretrain_sha256, **ident)
+
+
+class Hashes:
+    """sha256 of each checkpoint file, computed once per invocation (they are hundreds of
+    MB); None for a file that is not there."""
+
+    def __init__(self, hasher: Callable[[Path], str] = file_sha256):
+        self._hasher, self._cache = hasher, {}
+
+    def __call__(self, path) -> Optional[str]:
+        path = Path(path)
+        if path not in self._cache:
+            self._cache[path] = self._hasher(path) if path.is_file() else None
+        return self._cache[path]
+
+
+def _check_stale(rec: RunRecord, hashes: Hashes, checkpoint=None) -> None:
+    """The one staleness rule. A finished transfer run is STALE when the checkpoint it
+    stands for now has another sha256 than the one it started from (``pretrain_sha256``).
+    That checkpoint is ``checkpoint`` when the caller knows which file the run should
+    stand for (the suite: the one its job passes), else the one at the run's recorded
+    path. A run that should stand for ``checkpoint`` but records no sha256 cannot show it
+    started from it: STALE too. A checkpoint file that is gone cannot be checked: the run
+    keeps its status and says so in its note."""
+    if not rec.is_transfer or rec.status not in (FINISHED, NO_METRICS):
+        return
+    path = checkpoint if checkpoint is not None else rec.start_checkpoint
+    if not rec.pretrain_sha256:
+        if checkpoint is not None:
+            rec.status, rec.note = STALE, "its record names no starting checkpoint sha256"
+        return
+    now = hashes(path) if path else None
+    if now is None:
+        rec.note = (rec.note + "; " if rec.note else "") + f"start checkpoint {path} not found: not checked"
+    elif now != rec.pretrain_sha256:
+        rec.status = STALE
+        rec.note = f"{path} changed after this run (sha256 {rec.pretrain_sha256[:12]}... then, {now[:12]}... now)"
+
+
+def verdict(run_dir, hashes: Optional[Hashes] = None, checkpoint=None) -> RunRecord:
+    """The one verdict on a run dir, for the suite runner and compare alike: its record
+    with ``status`` FINISHED, NO_METRICS, UNFINISHED, STALE (checked when ``hashes`` is
+    given; ``checkpoint``: see ``_check_stale``), UNREADABLE (a record file exists but
+    cannot be read: the note is the error, naming the file) or ABSENT (no record: the run
+    never started). It raises nothing for a damaged record."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_INFO).exists() and not (run_dir / METRICS).exists():
+        return RunRecord(run_dir=run_dir, kind="?", status=ABSENT, note=f"no {RUN_INFO}: not started")
+    try:
+        rec = read_run(run_dir)
+    except RecordError as exc:
+        return RunRecord(run_dir=run_dir, kind="?", status=UNREADABLE, note=str(exc))
+    if hashes is not None:
+        _check_stale(rec, hashes, checkpoint)
+    return rec
 
 
 def _run_dirs(root: Path) -> List[Path]:
@@ -265,33 +325,19 @@ def discover(roots: Iterable, skip_unreadable: bool = False) -> List[RunRecord]:
             if run_dir.resolve() in seen:
                 continue
             seen.add(run_dir.resolve())
-            try:
-                records.append(read_run(run_dir))
-            except RecordError as exc:
-                if not skip_unreadable:
-                    raise
-                records.append(RunRecord(run_dir=run_dir, kind="?", status=UNREADABLE, note=str(exc)))
+            rec = verdict(run_dir)
+            if rec.status == UNREADABLE and not skip_unreadable:
+                raise RecordError(rec.note)
+            records.append(rec)
     return sorted(records, key=lambda r: str(r.run_dir))
 
 
 def mark_stale(records: Iterable[RunRecord], hasher: Callable[[Path], str] = file_sha256) -> None:
-    """Mark finished transfer runs STALE whose start checkpoint, still at its recorded
-    path, no longer has the recorded sha256 (each file hashed once). A checkpoint
-    that is gone cannot be checked; the run keeps its status and says so in its note."""
-    cache: Dict[str, Optional[str]] = {}
+    """Mark finished transfer runs STALE by the one staleness rule (``_check_stale``,
+    against each run's recorded start checkpoint; each file hashed once)."""
+    hashes = Hashes(hasher)
     for rec in records:
-        if not rec.is_transfer or rec.status not in (FINISHED, NO_METRICS) or not rec.pretrain_sha256:
-            continue
-        path = rec.start_checkpoint
-        if not path or not Path(path).is_file():
-            rec.note = (rec.note + "; " if rec.note else "") + f"start checkpoint {path} not found: not checked"
-            continue
-        if path not in cache:
-            cache[path] = hasher(Path(path))
-        if cache[path] != rec.pretrain_sha256:
-            rec.status = STALE
-            rec.note = f"{path} changed after this run (sha256 {rec.pretrain_sha256[:12]}... then, " \
-                       f"{cache[path][:12]}... now)"
+        _check_stale(rec, hashes)
 
 
 def run_label(run_dir) -> str:

@@ -4,23 +4,29 @@
     python -m suite run suites/paper.yaml --executor slurm       # job arrays, afterok on pretraining
     python -m suite run suites/paper.yaml --dry_run --only det/  # the plan: jobs, dependencies, resources
     python -m suite status suites/paper.yaml                     # every job: done / running / queued / ...
+    python -m suite run suites/paper.yaml --failed               # the failed jobs and what waited for them
 
 Rerunning ``run`` continues a matrix: finished runs are skipped, interrupted ones
 resume (every command carries ``--resume auto``), queued or running Slurm jobs are
 left alone, and finished transfer runs whose pretrained checkpoint changed since
-are reported as stale and left as they are (delete the run dir to redo one).
+are reported as stale and left as they are (delete the run dir to redo one), as
+are runs whose record cannot be read (unreadable: restore the file or delete the
+run dir). One runner per output_root at a time.
 Exit code: 0 when every selected job is done (or submitted, on Slurm without
-``--wait``), 1 when some failed, are stale or could not start, 2 for bad input.
+``--wait``), 1 when some failed, are stale, unreadable or could not start, 2 for
+bad input.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import records
 from backbones.errors import run_cli
 
 from . import state
@@ -63,13 +69,13 @@ def _queue_if_reachable(suite: Suite, jobs: List[Job], required: bool) -> Option
         return None
 
 
-def _counts(st: Dict[str, state.Status]) -> str:
-    kinds = [s.state for s in st.values()]
+def _counts(st: Dict[str, state.Status], jobs: List[Job]) -> str:
+    kinds = [st[j.key].state for j in jobs]
     return ", ".join(f"{kinds.count(k)} {k}" for k in state.STATES if k in kinds)
 
 
-def _rerun_line(args, st: Dict[str, state.Status], executor: str) -> Optional[str]:
-    if not any(s.state == state.FAILED for s in st.values()):
+def _rerun_line(args, st: Dict[str, state.Status], jobs: List[Job], executor: str) -> Optional[str]:
+    if not any(st[j.key].state == state.FAILED for j in jobs):
         return None
     extra = f" --executor {executor}" if executor != "local" else ""
     extra += f" --output_root {args.output_root}" if args.output_root else ""
@@ -84,26 +90,31 @@ def print_table(jobs: List[Job], st: Dict[str, state.Status]) -> None:
         if s.state == state.FAILED and s.log:
             line += f"  (log {rel(s.log)})"
         print(line.rstrip())
-    print(f"{len(jobs)} jobs: {_counts(st)}")
+    print(f"{len(jobs)} jobs: {_counts(st, jobs)}")
 
 
-def _report_problems(st: Dict[str, state.Status], args) -> int:
-    problems = {k: s for k, s in st.items() if s.state in (state.FAILED, state.STALE)}
-    for key, s in problems.items():
-        print(f"  {s.state} {key}: {s.detail}" + (f" (log {rel(s.log)})" if s.log and s.state == state.FAILED
-                                                  else ""), file=sys.stderr)
-    line = _rerun_line(args, st, args.executor)
+PROBLEMS = (state.FAILED, state.STALE, state.UNREADABLE)
+
+
+def _report_problems(st: Dict[str, state.Status], jobs: List[Job], args) -> int:
+    for job in jobs:
+        s = st[job.key]
+        if s.state in PROBLEMS:
+            print(f"  {s.state} {job.key}: {s.detail}" + (f" (log {rel(s.log)})" if s.log and s.state == state.FAILED
+                                                          else ""), file=sys.stderr)
+    line = _rerun_line(args, st, jobs, args.executor)
     if line:
         print(line)
-    unfinished = [s for s in st.values() if s.state not in (state.DONE, state.QUEUED, state.RUNNING)]
+    unfinished = [j for j in jobs if st[j.key].state not in (state.DONE, state.QUEUED, state.RUNNING)]
     return 1 if unfinished else 0
 
 
-def plan(suite: Suite, jobs: List[Job], st: Dict[str, state.Status], executor: str) -> None:
+def plan(suite: Suite, jobs: List[Job], st: Dict[str, state.Status], todo: List[Job], executor: str) -> None:
     launcher = "slurm" if executor == "slurm" else "torchrun"
+    acting = {j.key for j in todo}
     for job in jobs:
         s = st[job.key]
-        acts = s.state in (state.FAILED, state.NOT_STARTED)
+        acts = job.key in acting
         print(f"{job.key}: {'would run' if acts else s.state}"
               + (f" after {job.depends_on}" if acts and job.depends_on and st[job.depends_on].state != state.DONE
                  else "") + f" [{job.resources.describe()}]")
@@ -111,14 +122,14 @@ def plan(suite: Suite, jobs: List[Job], st: Dict[str, state.Status], executor: s
             print("    " + " ".join(map(short if executor == "local" else str, command(job, launcher)[1:])))
 
 
-def wait_for(suite: Suite, jobs: List[Job], poll: float, checkpoints: state.Checkpoints) -> Dict[str, state.Status]:
+def wait_for(suite: Suite, jobs: List[Job], poll: float, hashes: records.Hashes) -> Dict[str, state.Status]:
     """Until none of ``jobs`` is in Slurm's queue (a run's record may say finished a moment
     before its job ends); says each change of state."""
     from . import slurm
     shown: Dict[str, str] = {}
     while True:
         queue = slurm.queue()
-        st = state.statuses(suite, jobs, checkpoints, queue)
+        st = state.statuses(suite, jobs, hashes, queue)
         for job in jobs:
             if shown.get(job.key) != st[job.key].state:
                 if job.key in shown:
@@ -131,25 +142,44 @@ def wait_for(suite: Suite, jobs: List[Job], poll: float, checkpoints: state.Chec
         time.sleep(poll)
 
 
+def _select_failed(jobs: List[Job], st: Dict[str, state.Status]) -> List[Job]:
+    """--failed: the failed jobs, what could not start because of them, and the unfinished
+    pretraining they need."""
+    failed = {j.key for j in jobs if st[j.key].state == state.FAILED}
+    needed = failed | {j.key for j in jobs if j.depends_on in failed and st[j.key].state == state.NOT_STARTED}
+    needed |= {j.depends_on for j in jobs if j.key in needed and j.depends_on
+               and st[j.depends_on].state != state.DONE}
+    return [j for j in jobs if j.key in needed]
+
+
 def cmd_run(args) -> int:
     suite = load_suite(args.suite, args.output_root)
     jobs = select(suite, args.only or ())
     slurm_mode = args.executor == "slurm"
+    if slurm_mode and not args.dry_run:
+        from . import slurm
+        slurm.find_slurm()
+    # A second runner on this output_root stops here, before it has said anything else.
+    with contextlib.nullcontext() if args.dry_run else state.Lock(suite):
+        return _run(args, suite, jobs, slurm_mode)
+
+
+def _run(args, suite: Suite, jobs: List[Job], slurm_mode: bool) -> int:
     queue = _queue_if_reachable(suite, jobs, slurm_mode and not args.dry_run)
-    checkpoints = state.Checkpoints()
-    st = state.statuses(suite, jobs, checkpoints, queue)
+    hashes = records.Hashes()
+    # Every selected job's status, and that of the pretraining each starts from, stays known
+    # for the dependency decisions: --failed narrows what runs, not what is known.
+    st = state.statuses(suite, jobs, hashes, queue)
     if args.failed:
-        failed = {j.key for j in jobs if st[j.key].state == state.FAILED}
+        failed = _select_failed(jobs, st)
         if not failed:
-            say(f"nothing to do: no failed job among {len(jobs)} ({_counts(st)})")
+            say(f"nothing to do: no failed job among {len(jobs)} ({_counts(st, jobs)})")
             return 0
-        # with what could not start because of them, and the unfinished pretraining they need
-        needed = failed | {j.key for j in jobs if j.depends_on in failed and st[j.key].state == state.NOT_STARTED}
-        needed |= {j.depends_on for j in jobs if j.key in needed and j.depends_on
-                   and st[j.depends_on].state != state.DONE}
-        jobs = [j for j in jobs if j.key in needed]
-        st = {j.key: st[j.key] for j in jobs}
+        jobs = failed
     todo = [j for j in jobs if st[j.key].state in (state.FAILED, state.NOT_STARTED)]
+    to_run = {j.key for j in todo}
+    blocked = {j.key: why for j in todo if (why := state.blocked_by(j, st, to_run, slurm_mode))}
+    todo = [j for j in todo if j.key not in blocked]
 
     if slurm_mode:
         from . import slurm
@@ -164,48 +194,50 @@ def cmd_run(args) -> int:
         gpus = visible_gpus() if args.gpus is None else [str(i) for i in range(args.gpus)]
         problem = check_resources(todo, gpus)
     if args.dry_run:
-        plan(suite, jobs, st, args.executor)
-        say(f"plan: {len(todo)} of {len(jobs)} jobs would run ({_counts(st)})")
+        plan(suite, jobs, st, todo, args.executor)
+        for key, why in blocked.items():
+            say(f"would not start {key}: {why}")
+        say(f"plan: {len(todo)} of {len(jobs)} jobs would run ({_counts(st, jobs)})")
         if problem:
             say(f"note: the {args.executor} executor would refuse this: {problem}")
         return 0
     if problem:
         raise SuiteError(f"--executor {args.executor}: {problem}")
+    for key, why in blocked.items():
+        say(f"[suite] not started {key}: {why}")
     if not todo:
-        busy = [k for k, s in st.items() if s.state in (state.QUEUED, state.RUNNING)]
-        say(f"nothing to do: {len(jobs)} jobs of {rel(args.suite)}: {_counts(st)}"
+        busy = [j for j in jobs if st[j.key].state in (state.QUEUED, state.RUNNING)]
+        say(f"nothing to do: {len(jobs)} jobs of {rel(args.suite)}: {_counts(st, jobs)}"
             + (" (rerun when they leave the queue)" if busy and not args.wait else ""))
         if busy and args.wait and slurm_mode:
-            st = wait_for(suite, jobs, args.poll, checkpoints)
-        return _report_problems(st, args)
+            st = wait_for(suite, jobs, args.poll, hashes)
+        return _report_problems(st, jobs, args)
 
-    say(f"{len(todo)} of {len(jobs)} jobs to run ({_counts(st)}); bookkeeping and logs under {rel(suite.book)}")
+    say(f"{len(todo)} of {len(jobs)} jobs to run ({_counts(st, jobs)}); bookkeeping and logs under "
+        f"{rel(suite.book)}")
     if slurm_mode:
         from . import slurm
-        ids, later = slurm.submit(suite, todo, st, say)
-        for key in later:
-            say(f"[suite] not submitted {key}: its pretraining runs outside Slurm; rerun when it is done")
+        ids = slurm.submit(suite, todo, st, say)
         if not args.wait:
             say(f"submitted {len(ids)} jobs; follow them with: python -m suite status {rel(args.suite)}")
-            return 0 if not later else 1
-        st = wait_for(suite, jobs, args.poll, checkpoints)
+            return 1 if blocked else 0
+        st = wait_for(suite, jobs, args.poll, hashes)
     else:
-        from .local import Lock, run_local
+        from .local import run_local
         done = {k for k, s in st.items() if s.state == state.DONE}
-        with Lock(suite):
-            run_local(suite, todo, done, args.jobs, gpus, say)
-        st = state.statuses(suite, jobs, state.Checkpoints())
-    say(f"{len(jobs)} jobs: {_counts(st)}")
-    return _report_problems(st, args)
+        run_local(suite, todo, done, args.jobs, gpus, say)
+        st = state.statuses(suite, jobs, records.Hashes())
+    say(f"{len(jobs)} jobs: {_counts(st, jobs)}")
+    return _report_problems(st, jobs, args)
 
 
 def cmd_status(args) -> int:
     suite = load_suite(args.suite, args.output_root)
     jobs = select(suite, args.only or ())
     queue = _queue_if_reachable(suite, jobs, False)
-    st = state.statuses(suite, jobs, state.Checkpoints(), queue)
+    st = state.statuses(suite, jobs, records.Hashes(), queue)
     print_table(jobs, st)
-    line = _rerun_line(args, st, "slurm" if queue is not None else "local")
+    line = _rerun_line(args, st, jobs, "slurm" if queue is not None else "local")
     if line:
         print(line)
     return 0

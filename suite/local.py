@@ -3,7 +3,6 @@ order, up to ``--jobs`` CPU jobs at once and as many GPU jobs as the free GPUs
 allow (each gets its own ``CUDA_VISIBLE_DEVICES``)."""
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ import records
 
 from . import state
 from .launch import command, run_attempt
-from .spec import Job, Suite, SuiteError
+from .spec import Job, Suite
 
 
 def visible_gpus() -> List[str]:
@@ -40,32 +39,6 @@ def check_resources(jobs: List[Job], gpus: List[str]) -> Optional[str]:
             return (f"{job.stage} jobs ask for {job.resources.gpus_per_job} GPUs (gpus_per_job) and this machine "
                     f"has {len(gpus)} usable (CUDA_VISIBLE_DEVICES / nvidia-smi -L; --gpus to say otherwise)")
     return None
-
-
-class Lock:
-    """One local runner per output_root at a time (the second would start the same jobs)."""
-
-    def __init__(self, suite: Suite):
-        suite.book.mkdir(parents=True, exist_ok=True)
-        self.path = suite.book / "local.lock"
-
-    def __enter__(self):
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "?"
-            self.file.close()
-            raise SuiteError(f"another `suite run` (pid {holder}) is running on {self.path.parent.parent}; "
-                             "wait for it or stop it first") from None
-        self.file.truncate(0)
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
 
 
 def run_local(suite: Suite, todo: List[Job], done: set, jobs: int, gpus: List[str], say) -> Dict[str, str]:
@@ -133,14 +106,15 @@ def run_local(suite: Suite, todo: List[Job], done: set, jobs: int, gpus: List[st
                     free_gpus.extend(assigned)
                     procs.pop(job.key, None)
                     fut.result()
-                    if records.is_finished(job.run_dir):
+                    st = state.status_of(suite, job, records.Hashes())
+                    if st.state == state.DONE:
                         done.add(job.key)
                         outcome[job.key] = "done"
                         say(f"[suite] done {job.key} in {time.time() - t0:.0f}s")
                     else:
-                        st = state.status_of(suite, job, state.Checkpoints())
-                        outcome[job.key] = f"failed: {st.detail}"
-                        say(f"[suite] FAILED {job.key}: {st.detail} (log {st.log})")
+                        outcome[job.key] = f"{st.state}: {st.detail}"
+                        say(f"[suite] {'FAILED' if st.state == state.FAILED else st.state} {job.key}: {st.detail}"
+                            + (f" (log {st.log})" if st.log else ""))
         except KeyboardInterrupt:
             with lock:
                 for proc in procs.values():

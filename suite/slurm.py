@@ -24,7 +24,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import submitit
 
@@ -173,12 +173,12 @@ def _parameters(res: Resources, name: str, dependency: Optional[str]) -> dict:
     return params
 
 
-def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say) -> Tuple[Dict[str, str], List[str]]:
+def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say) -> Dict[str, str]:
     """Submit ``todo``: pretraining first, then per transfer stage one array per pretraining
-    run. Returns key -> slurm job id, and the keys left for later (their pretraining
-    runs somewhere Slurm cannot depend on)."""
+    run. ``statuses`` holds every pretraining job a job of ``todo`` starts from, and each
+    is done, in ``todo`` or a Slurm job (``state.blocked_by`` left out the others).
+    Returns key -> slurm job id."""
     ids: Dict[str, str] = {}
-    later: List[str] = []
     groups: Dict[tuple, List[Job]] = {}
     by_key = suite.by_key()
     for job in todo:  # pretraining jobs come first in a suite, so their ids exist when transfers need them
@@ -186,13 +186,8 @@ def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say
     for (stage, dep, res), jobs in groups.items():
         dependency = None
         if dep is not None and statuses[dep].state != state.DONE:
-            dep_id = ids.get(dep)
-            if dep_id is None and statuses[dep].state in (state.QUEUED, state.RUNNING) \
-                    and statuses[dep].detail.startswith("slurm job"):  # submitted by an earlier invocation
-                dep_id = (state.read_submission(suite, by_key[dep]) or {}).get("slurm_job_id")
-            if dep_id is None:  # e.g. running under the local executor: nothing Slurm can wait for
-                later += [j.key for j in jobs]
-                continue
+            # submitted now, or by an earlier invocation and still in the queue
+            dep_id = ids.get(dep) or (state.read_submission(suite, by_key[dep]) or {}).get("slurm_job_id")
             dependency = f"afterok:{dep_id}"
         name = f"{stage}:{dep.split('/')[1] if dep else suite.output_root.name}"
         # one executor per array: submitit's parameters only accumulate
@@ -211,4 +206,4 @@ def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say
         say(f"[suite] submitted {len(jobs)} {stage} job{'s' if len(jobs) > 1 else ''} "
             f"({first}{' .. ' + last if len(jobs) > 1 else ''}; {res.describe()}"
             + (f"; after {dependency.split(':', 1)[1]} = {dep}" if dependency else "") + ")")
-    return ids, later
+    return ids

@@ -339,6 +339,10 @@ def load_suite(path, output_root: Optional[str] = None) -> Suite:
     """Read and check a suite file; every job of its matrix, pretraining first.
     ``output_root`` overrides the file's (tests, demo)."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.y*ml"))[:4]
+        raise SuiteError(f"suite file {path} is a directory, not a suite file"
+                         + (f" (it holds {', '.join(inside)})" if inside else ""))
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist")
     spec = read_suite_yaml(path)

@@ -8,11 +8,13 @@ Bookkeeping lives under ``<output_root>/.suite/jobs/<key>/``:
   (``n``, ``executor``, ``host``, ``pid``, ``slurm_job_id``, ``started``, ``ended``, ``exit_code``);
 * ``log.txt``: the entry point's stdout and stderr, every attempt appended after a header line.
 
-Finished and stale come from the run records (``records.is_finished``,
-``records.started_from``), never from the bookkeeping.
+Done, stale and unreadable come from the run records, through the one verdict
+that compare uses too (``records.verdict``), never from the bookkeeping; the
+bookkeeping tells running, queued, failed and not started apart.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -22,16 +24,16 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import records
-from backbones.checkpoint import file_sha256
 from records.files import write_json
 
-from .spec import Job, Suite
+from .spec import Job, Suite, SuiteError
 
-DONE, STALE, RUNNING, QUEUED, FAILED, NOT_STARTED = "done", "stale", "running", "queued", "failed", "not started"
-STATES = (DONE, STALE, RUNNING, QUEUED, FAILED, NOT_STARTED)
+DONE, STALE, UNREADABLE, RUNNING, QUEUED, FAILED, NOT_STARTED = (
+    "done", "stale", "unreadable", "running", "queued", "failed", "not started")
+STATES = (DONE, STALE, UNREADABLE, RUNNING, QUEUED, FAILED, NOT_STARTED)
 
 # Lines of a log that say what went wrong: the entry points' one-line errors, a Python
 # exception's last line, the kernel's or the shell's word on a killed process.
@@ -123,14 +125,26 @@ def describe_exit(code: int) -> str:
 
 
 def pid_alive(attempt: dict) -> bool:
-    """The local attempt's process is still running (on this host)."""
+    """The local attempt's process is still running (on this host). Not a zombie (a job
+    killed after its runner was: nothing reaps it where no init does, as in many
+    containers) and not a later process that was given the same pid."""
     if attempt.get("host") != socket.gethostname() or not attempt.get("pid"):
         return False
     try:
-        os.kill(int(attempt["pid"]), 0)
+        pid = int(attempt["pid"])
+        os.kill(pid, 0)
     except (OSError, ValueError):
         return False
-    return True
+    try:  # Linux: the process's state and start time (clock ticks after boot)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, IndexError, StopIteration, ValueError):
+        return True  # no /proc: what kill(0) said
+    if fields[0] in ("Z", "X"):
+        return False
+    started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return started <= float(attempt.get("started") or started) + 5  # the attempt records its pid after the start
 
 
 @dataclass
@@ -143,38 +157,17 @@ class Status:
 Queue = Dict[str, Tuple[str, str, str]]  # slurm job id -> (state, reason, job name), from squeue
 
 
-class Checkpoints:
-    """Each checkpoint hashed once per invocation (they are hundreds of MB)."""
-
-    def __init__(self, hasher: Callable[[Path], str] = file_sha256):
-        self._hasher, self._cache = hasher, {}
-
-    def sha256(self, path: Path) -> Optional[str]:
-        if path not in self._cache:
-            self._cache[path] = self._hasher(path) if path.is_file() else None
-        return self._cache[path]
-
-
-def stale_reason(job: Job, checkpoints: Checkpoints) -> Optional[str]:
-    """Why a finished transfer run no longer stands for its checkpoint (None: it does)."""
-    if not job.is_transfer:
-        return None
-    started = records.started_from(job.run_dir)
-    redo = f"delete {job.run_dir} to rerun it"
-    if started is None:
-        return f"its record names no starting checkpoint sha256; {redo}"
-    now = checkpoints.sha256(job.checkpoint)
-    if now is not None and now != started:
-        return f"{job.checkpoint} changed after this run; {redo}"
-    return None
-
-
-def status_of(suite: Suite, job: Job, checkpoints: Checkpoints, queue: Optional[Queue] = None) -> Status:
-    """done / stale / running / queued / failed / not started, from the run record, the
-    bookkeeping and (for Slurm jobs) squeue's answer."""
-    if records.is_finished(job.run_dir):
-        why = stale_reason(job, checkpoints)
-        return Status(STALE, why) if why else Status(DONE)
+def status_of(suite: Suite, job: Job, hashes: records.Hashes, queue: Optional[Queue] = None) -> Status:
+    """done / stale / unreadable / running / queued / failed / not started: the run's
+    verdict (``records.verdict``, the same as compare's), then the bookkeeping and (for
+    Slurm jobs) squeue's answer."""
+    rec = records.verdict(job.run_dir, hashes, job.checkpoint)
+    if rec.status in (records.FINISHED, records.NO_METRICS):
+        return Status(DONE, rec.note if rec.status == records.FINISHED else f"no metrics: {rec.note}")
+    if rec.status == records.STALE:
+        return Status(STALE, f"{rec.note}; delete {job.run_dir} to rerun it")
+    if rec.status == records.UNREADABLE:
+        return Status(UNREADABLE, f"{rec.note}; restore the file or delete {job.run_dir} to rerun it")
     log = log_path(suite, job)
     submitted, attempt = read_submission(suite, job), read_attempt(suite, job)
     slurm_id = (submitted or {}).get("slurm_job_id")
@@ -206,10 +199,54 @@ def status_of(suite: Suite, job: Job, checkpoints: Checkpoints, queue: Optional[
     return Status(NOT_STARTED)
 
 
-def statuses(suite: Suite, jobs, checkpoints: Checkpoints, queue: Optional[Queue] = None) -> Dict[str, Status]:
-    out = {job.key: status_of(suite, job, checkpoints, queue) for job in jobs}
+def statuses(suite: Suite, jobs: Iterable[Job], hashes: records.Hashes,
+             queue: Optional[Queue] = None) -> Dict[str, Status]:
+    """The status of every job in ``jobs`` and of each pretraining job one of them starts
+    from (dependency decisions need it, whatever was selected)."""
+    jobs = list(jobs)
+    by_key = suite.by_key()
+    wanted = {j.key for j in jobs}
+    deps = [by_key[j.depends_on] for j in jobs if j.depends_on and j.depends_on not in wanted]
+    out = {job.key: status_of(suite, job, hashes, queue) for job in [*jobs, *dict.fromkeys(deps)]}
     for job in jobs:  # say why a transfer job cannot start yet
         dep = out.get(job.depends_on) if job.depends_on else None
         if out[job.key].state == NOT_STARTED and dep is not None and dep.state != DONE:
             out[job.key].detail = out[job.key].detail or f"waits for {job.depends_on} ({dep.state})"
     return out
+
+
+def blocked_by(job: Job, st: Dict[str, Status], to_run: set, slurm: bool) -> Optional[str]:
+    """Why a job selected to run cannot run in this invocation (None: it can): its
+    pretraining is neither done nor run now, and not a Slurm job it can wait for."""
+    dep = job.depends_on
+    if dep is None or dep in to_run or st[dep].state == DONE:
+        return None
+    if slurm and st[dep].state in (QUEUED, RUNNING) and st[dep].detail.startswith("slurm job"):
+        return None  # afterok on the job submitted by an earlier invocation
+    return f"its pretraining {dep} is {st[dep].state}" + (f" ({st[dep].detail})" if st[dep].detail else "")
+
+
+class Lock:
+    """One runner per output_root at a time (a second would start or submit the same jobs)."""
+
+    def __init__(self, suite: Suite):
+        self.path = suite.book / "runner.lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "?"
+            self.file.close()
+            raise SuiteError(f"another `suite run` (pid {holder}) is running on {self.path.parent.parent}; "
+                             "wait for it or stop it first") from None
+        self.file.truncate(0)
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()

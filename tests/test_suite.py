@@ -69,7 +69,7 @@ def table(out):
         parts = line.split(None, 1)
         if len(parts) == 2 and "/seed" in parts[0]:
             rest = parts[1]
-            state = next(s for s in ("not started", "done", "stale", "running", "queued", "failed")
+            state = next(s for s in ("not started", "done", "stale", "unreadable", "running", "queued", "failed")
                          if rest.startswith(s))
             rows[parts[0]] = (state, rest[len(state):].strip())
     return rows
@@ -241,15 +241,17 @@ def test_local_runs_dependencies_first_keeps_failures_to_their_dependents_and_re
     torch.save({**saved, "meta": {**saved["meta"], "seed": 99}}, weights)
     code, out, err = run(["run", path], capsys)
     assert code == 1 and "4 jobs of" in out and "1 stale" in out
-    assert f"stale cls/finetune/transfer/a/seed0: {weights} changed after this run; delete" in err
+    assert f"stale cls/finetune/transfer/a/seed0: {weights} changed after this run (sha256 " in err and "; delete" in err
     rows = table(run(["status", path], capsys)[1])
     assert rows["cls/finetune/transfer/a/seed0"][0] == "stale" and rows["cls/finetune/transfer/b/seed0"][0] == "done"
-    # A damaged record cannot say which weights it started from: stale too, and never overwritten.
+    # A damaged record is unreadable (not stale, not done), named with its error, and never overwritten.
     metrics = tmp_path / "out/cls/finetune/transfer/b/seed0/metrics.json"
     metrics.write_text('{"kind": "cls_fine')
     rows = table(run(["status", path], capsys)[1])
-    assert rows["cls/finetune/transfer/b/seed0"] == (
-        "stale", f"its record names no starting checkpoint sha256; delete {metrics.parent} to rerun it")
+    state, detail = rows["cls/finetune/transfer/b/seed0"]
+    assert state == "unreadable" and detail.startswith(f"{metrics}: not valid JSON (") and detail.endswith(
+        f"; restore the file or delete {metrics.parent} to rerun it"), detail
+    assert run(["run", path], capsys)[0] == 1
     assert metrics.read_text() == '{"kind": "cls_fine'
 
 
