@@ -2,8 +2,9 @@
 
 Every writer (``training/run.py`` for pretraining and classification runs,
 ``backbones/openmmlab/hooks.py`` ``RunRecordHook`` for mmdet/mmseg runs) and every
-reader (``tools/compare.py``, the suite runner, ``cls_finetune/sweep.py``,
-``tools/analyze_gradients.py``) goes through this package. Pure Python: no torch.
+reader (``analysis`` behind ``tools/compare.py``, the suite runner,
+``tools/analyze_gradients.py``) goes through this package. Torch-free: it imports
+only ``common`` (tests/test_layout.py checks it).
 
 Files of a run dir (names in ``common.names``)
 ---------------------------------------------
@@ -94,13 +95,13 @@ from .runs import (
     STALE,
     UNFINISHED,
     UNREADABLE,
+    Group,
     RunRecord,
     discover,
     is_finished,
     mark_finished,
     mark_stale,
     read_run,
-    read_run_info,
     record_validation,
     run_label,
     started_from,
@@ -117,7 +118,7 @@ __all__ = [
     "RUN_INFO", "METRICS", "EVAL_METRICS", "VAL_METRICS", "TEST_METRICS", "CONFIG", "EVAL_CONFIG", "EPOCH_LOG",
     "ITER_LOG", "DIAGNOSTICS", "RecordError", "write_json", "append_jsonl", "read_json", "read_jsonl",
     "KINDS", "TASK_NAMES", "Metric", "METRIC_RULES", "metrics_of", "headline_metrics", "metric_by_id",
-    "extract_metrics", "RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run",
-    "read_run_info", "discover", "is_finished", "started_from", "mark_stale", "run_label", "write_run_info",
+    "extract_metrics", "RunRecord", "Group", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run",
+    "discover", "is_finished", "started_from", "mark_stale", "run_label", "write_run_info",
     "write_final_metrics", "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished",
 ]

@@ -23,10 +23,9 @@ from common.names import CONFIG, EVAL_METRICS, METRICS, RUN_INFO, TENSORBOARD, T
 
 from .metrics import KINDS, TASK_NAMES, extract_metrics
 
-__all__ = ["RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run", "discover",
+__all__ = ["RunRecord", "Group", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run", "discover",
            "is_finished", "started_from", "mark_stale", "write_run_info", "write_final_metrics",
-           "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished", "read_run_info",
-           "run_label"]
+           "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished", "run_label"]
 
 # Statuses of a run, as compare shows them.
 FINISHED = "finished"
@@ -63,6 +62,23 @@ def _int_or_none(value) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+@dataclass(frozen=True)
+class Group:
+    """What the runs that may be compared share (``RunRecord.group``)."""
+    kind: str
+    dataset: str
+    recipe_id: str
+    finetune_method: str  # "" for pretraining
+    arch: str
+    pretrain_recipe: str  # "" for pretraining
+
+    @property
+    def sort_key(self) -> tuple:
+        """Tasks in ``KINDS`` order, then by name."""
+        return (KINDS.index(self.kind), self.dataset, self.recipe_id, self.finetune_method, self.arch,
+                self.pretrain_recipe)
+
+
 @dataclass
 class RunRecord:
     """One run, read from its dir: identity, status and the numbers compared."""
@@ -95,10 +111,10 @@ class RunRecord:
         return self.kind in ("cls_finetune", "mmdet", "mmseg")
 
     @property
-    def group(self) -> tuple:
+    def group(self) -> "Group":
         """Runs that may be compared: same task, dataset, recipe, fine-tuning and architecture."""
-        return (self.kind, self.dataset, self.recipe_id, self.finetune_method or "", self.arch,
-                self.pretrain_recipe or "")
+        return Group(self.kind, self.dataset, self.recipe_id, self.finetune_method or "", self.arch,
+                     self.pretrain_recipe or "")
 
     @property
     def pair_key(self) -> tuple:
@@ -112,10 +128,6 @@ class RunRecord:
 
 
 # ---- reading ---------------------------------------------------------------------------------
-
-def read_run_info(run_dir) -> dict:
-    return read_json(Path(run_dir) / RUN_INFO)
-
 
 def _finished_rule(metrics_json: dict) -> bool:
     # det/seg records say "finished"; training runs write metrics.json last (older ones
