@@ -196,7 +196,7 @@ def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say
             dependency = f"afterok:{dep_id}"
         name = f"{stage}:{dep.split('/')[1] if dep else suite.output_root.name}"
         # one executor per array: submitit's parameters only accumulate
-        executor = submitit.SlurmExecutor(folder=suite.book / "slurm", max_num_timeout=MAX_TIMEOUT_REQUEUES)
+        executor = submitit.SlurmExecutor(folder=suite.state_dir / "slurm", max_num_timeout=MAX_TIMEOUT_REQUEUES)
         executor.update_parameters(**_parameters(res, name, dependency))
         try:
             with executor.batch():

@@ -130,7 +130,7 @@ class Suite:
     workdir: Path = field(default_factory=Path.cwd)
 
     @property
-    def book(self) -> Path:
+    def state_dir(self) -> Path:
         """The runner's own bookkeeping (submissions, attempts, logs)."""
         return self.output_root / ".suite"
 
