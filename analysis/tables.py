@@ -14,7 +14,7 @@ from records import RunRecord
 from .cells import Cell, grouped
 from .stats import PairedStats, describe, method_text
 
-__all__ = ["ROW_HEADERS", "cell_row", "summary_line", "baseline_text", "print_console", "markdown_tables",
+__all__ = ["cell_row", "summary_line", "baseline_text", "print_console", "markdown_tables",
            "write_csvs", "write_tex", "write_report"]
 
 CSV_LINES = "\r\n"  # the csv module's line ending, which the files have always had
@@ -79,11 +79,8 @@ def cell_row(cell: Cell) -> Dict[str, str]:
             "wins": _wins(cell), "expected": _expected(cell), "notes": "; ".join(cell.notes)}
 
 
-ROW_HEADERS = ["method", "metric", "n", "mean ± std", "Δ vs baseline [95% CI]", "p", "wins", "expected", "notes"]
-
-
 def _frame(cells: List[Cell]) -> pd.DataFrame:
-    return pd.DataFrame([cell_row(c) for c in cells], columns=ROW_HEADERS)
+    return pd.DataFrame([cell_row(c) for c in cells])
 
 
 def _text_table(frame: pd.DataFrame, tablefmt: str) -> str:
