@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import records
-from backbones.errors import run_cli
+from common.errors import run_cli
 
 from . import state
 from .launch import command
@@ -54,7 +54,7 @@ def say(line: str) -> None:
 
 def _queue_if_reachable(suite: Suite, jobs: List[Job], required: bool) -> Optional[state.Queue]:
     """squeue's answer when Slurm is needed (``required``) or some job was submitted to it."""
-    from_slurm = required or any((state.job_book(suite, j) / "submitted.json").is_file() for j in jobs)
+    from_slurm = required or any((state.job_dir(suite, j) / "submitted.json").is_file() for j in jobs)
     if not from_slurm:
         return None
     from . import slurm
@@ -214,7 +214,7 @@ def _run(args, suite: Suite, jobs: List[Job], slurm_mode: bool) -> int:
         return _report_problems(st, jobs, args)
 
     say(f"{len(todo)} of {len(jobs)} jobs to run ({_counts(st, jobs)}); bookkeeping and logs under "
-        f"{rel(suite.book)}")
+        f"{rel(suite.state_dir)}")
     if slurm_mode:
         from . import slurm
         ids = slurm.submit(suite, todo, st, say)
