@@ -241,7 +241,8 @@ def test_local_runs_dependencies_first_keeps_failures_to_their_dependents_and_re
     torch.save({**saved, "meta": {**saved["meta"], "seed": 99}}, weights)
     code, out, err = run(["run", path], capsys)
     assert code == 1 and "4 jobs of" in out and "1 stale" in out
-    assert f"stale cls/finetune/transfer/a/seed0: {weights} changed after this run (sha256 " in err and "; delete" in err
+    assert f"stale cls/finetune/transfer/a/seed0: {weights} changed after this run (sha256 " in err
+    assert f"; delete {tmp_path / 'out/cls/finetune/transfer/a/seed0'} to rerun it" in err
     rows = table(run(["status", path], capsys)[1])
     assert rows["cls/finetune/transfer/a/seed0"][0] == "stale" and rows["cls/finetune/transfer/b/seed0"][0] == "done"
     # A damaged record is unreadable (not stale, not done), named with its error, and never overwritten.

@@ -36,11 +36,11 @@ from test_suite import TINY_CLS, TINY_PRETRAIN, data, run, table  # noqa: F401  
 from test_suite_slurm import cluster, slurm_out, submitted  # noqa: F401  (cluster: a fixture)
 
 
-def write_suite(path, data, root, cls_data=None, more="", flags=()):
+def write_suite(path, data_root, root, cls_data=None, more="", flags=()):
     """Pretraining ``a`` and fine-tuning from it on ``transfer`` (or on the datasets of
     ``cls_data``); ``more``: pretraining runs of architecture ``tiny2``, which nothing is
     transferred from; ``flags``: added to every pretraining run."""
-    cls_data = cls_data or {"transfer": data / "transfer"}
+    cls_data = cls_data or {"transfer": data_root / "transfer"}
     datasets = {name: "cls_configs/_base_/demo_data.yaml" for name in cls_data}
     path.write_text(textwrap.dedent(f"""\
         output_root: {root}
@@ -49,7 +49,7 @@ def write_suite(path, data, root, cls_data=None, more="", flags=()):
           architectures:
             tiny: [{{name: a, preset: demo_cpu}}]
         """) + (f"    tiny2: {more}\n" if more else "") + textwrap.dedent(f"""\
-          data: {data / 'imagenet'}
+          data: {data_root / 'imagenet'}
           flags: {json.dumps([*TINY_PRETRAIN, *flags])}
         cls:
           recipes: {{finetune: cls_configs/demo_cpu.yaml}}
@@ -80,7 +80,7 @@ def compare_runs(suite_path, out, capsys, *flags):
 # ---- a finished matrix, damaged and mended in place -------------------------------------------
 
 @pytest.fixture(scope="module")
-def finished(data, tmp_path_factory):
+def finished(data, tmp_path_factory):  # noqa: F811
     """Pretraining a and fine-tuning from it, both done (the local executor)."""
     base = tmp_path_factory.mktemp("finished")
     path = write_suite(base / "suite.yaml", data, base / "out")
@@ -149,14 +149,14 @@ def test_a_replaced_checkpoint_makes_its_transfer_stale_in_status_run_and_compar
     assert compare_runs(path, tmp_path / "cmp", capsys)[2][str(root / CLS)] == ("finished", "")
 
 
-def test_failed_transfer_after_finished_pretraining_reruns_with_failed(finished, data, tmp_path, capsys):
+def test_failed_transfer_after_finished_pretraining_reruns_with_failed(finished, data, tmp_path, capsys):  # noqa: F811
     """The fine-tuning data is missing at first; once it is there, --failed runs the job."""
     _, root = finished
     later = tmp_path / "later"
     path = write_suite(tmp_path / "suite.yaml", data, root, {"transfer": data / "transfer", "later": later})
     key = "cls/finetune/later/a/seed0"
     code, out, err = run(["run", path], capsys)
-    assert code == 1 and f"1 of 3 jobs to run (2 done, 1 not started)" in out, out + err
+    assert code == 1 and "1 of 3 jobs to run (2 done, 1 not started)" in out, out + err
     rows = table(run(["status", path], capsys)[1])
     assert rows[key][0] == "failed" and rows[key][1].startswith(
         f"exit 2: error: --data_path {later}: no such directory"), rows[key]
@@ -221,7 +221,7 @@ def gone(pid):
         return True
 
 
-def test_killed_runner_and_jobs_resume_to_the_uninterrupted_result(data, tmp_path, capsys):
+def test_killed_runner_and_jobs_resume_to_the_uninterrupted_result(data, tmp_path, capsys):  # noqa: F811
     """``victim`` is the same pretraining as ``a`` (same preset, flags and seed), killed twice."""
     root = tmp_path / "out"
     path = write_suite(tmp_path / "suite.yaml", data, root, more="[{name: victim, preset: demo_cpu}]",
@@ -281,7 +281,7 @@ def test_killed_runner_and_jobs_resume_to_the_uninterrupted_result(data, tmp_pat
         second.kill()
         second.wait()
     assert second.returncode == 1, out
-    assert f"[suite] FAILED pretrain/victim/seed0: killed by SIGKILL: " in out, out
+    assert "[suite] FAILED pretrain/victim/seed0: killed by SIGKILL: " in out, out
 
     code, out, err = run(["run", path], capsys)
     assert code == 0 and out.splitlines()[-1] == "2 jobs: 2 done", out + err
