@@ -50,7 +50,7 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -96,17 +96,18 @@ def _suite_output_root(path: Path) -> Path:
     return Path(spec["output_root"])
 
 
-def select_metrics(requested: Optional[List[str]]) -> Dict[str, List[records.Metric]]:
-    """{kind: metrics to compare}: the headline metrics, every metric ('all'), or the named ones."""
+def select_metrics(requested: Optional[List[str]]) -> Callable[[str, str], List[records.Metric]]:
+    """(kind, dataset) -> metrics to compare: the headline metrics (a dataset's own where
+    it has one, e.g. mean per-class accuracy for Pets), every metric ('all'), or the named ones."""
     if not requested:
-        return {k: records.headline_metrics(k) for k in records.KINDS}
+        return records.headline_metrics
     if "all" in requested:
-        return {k: records.metrics_of(k) for k in records.KINDS}
+        return lambda kind, dataset=None: records.metrics_of(kind)
     known = sorted({m.id for m in records.METRIC_RULES})
     for name in requested:
         if name not in known:
             raise UserError(f"--metric {name}: unknown metric; known: all, {', '.join(known)}")
-    return {k: [m for m in records.metrics_of(k) if m.id in requested] for k in records.KINDS}
+    return lambda kind, dataset=None: [m for m in records.metrics_of(kind) if m.id in requested]
 
 
 # ---- statistics --------------------------------------------------------------------------------
@@ -225,8 +226,8 @@ def cell_baseline(methods, baselines: List[str]) -> str:
     return next((b for b in baselines if b in methods), baselines[0])
 
 
-def build_cells(runs: List[records.RunRecord], metrics: Dict[str, List[records.Metric]], baselines: List[str],
-                ci: str) -> List[Cell]:
+def build_cells(runs: List[records.RunRecord], metrics: Callable[[str, str], List[records.Metric]],
+                baselines: List[str], ci: str) -> List[Cell]:
     groups: Dict[tuple, List[records.RunRecord]] = defaultdict(list)
     for r in runs:
         if r.kind in records.KINDS:
@@ -242,7 +243,7 @@ def build_cells(runs: List[records.RunRecord], metrics: Dict[str, List[records.M
         methods = sorted(by_method, key=lambda m: (m != baseline, m))
         base_runs = by_method.get(baseline, [])
         first = group_runs[0]
-        for metric in metrics.get(first.kind, []):
+        for metric in metrics(first.kind, first.dataset):
             base_values = [r.metrics[metric.id] for r in base_runs if r.usable and metric.id in r.metrics]
             base_expected = _expected(base_runs, metric)
             for method in methods:
@@ -718,7 +719,7 @@ def compare(args) -> Path:
             raise UserError(f"--baseline {baseline!r}: no run has this pretraining method; found: {'; '.join(found)}")
     if args.metric and "all" not in args.metric:
         kinds = {r.kind for r in runs}
-        if not any(metrics.get(k) for k in kinds):
+        if not any(metrics(k) for k in kinds):
             raise UserError(f"--metric {' '.join(args.metric)}: no run found reports it (tasks found: "
                             f"{', '.join(sorted(records.TASK_NAMES.get(k, k) for k in kinds))})")
     if not args.no_stale_check:
@@ -755,7 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "against standard s.d.)")
     p.add_argument("--metric", action="append", default=None,
                    help="metrics to compare (default: the headline ones: top1 and train_loss for pretraining, "
-                        "top1, box_AP and mask_AP, mIoU); 'all', or ids (repeat the flag for several): " +
+                        "classification: the dataset's own (mean_per_class for fgvc_aircraft, pets, caltech101, "
+                        "flowers102; mAP for voc2007; else top1), box_AP and mask_AP, mIoU); 'all', or ids (repeat the flag for several): " +
                         ", ".join(dict.fromkeys(m.id for m in records.METRIC_RULES)))
     p.add_argument("--ci", choices=("t", "bootstrap"), default="t",
                    help="95%% CI of Δ: Student t-interval (default) or percentile bootstrap (fixed seed)")
