@@ -174,10 +174,10 @@ class FinetuneRun(TrainingRun):
         return {**out, "wall_time_s": out["wall_time_s"] + feature_seconds}
 
     def summary(self, ctx: RunContext) -> dict:
-        origin = ctx.origin or {}
+        start = ctx.start_checkpoint or {}
         return {"dataset": self.args.dataset, "mode": self.mode,
                 "probe_features": self.args.probe_features if self.args.linear_probe else None,
-                "pretrain_method": origin.get("pretrain", {}).get("method"), "pretrain_sha256": origin.get("sha256")}
+                "pretrain_method": start.get("pretrain", {}).get("method"), "pretrain_sha256": start.get("sha256")}
 
     @property
     def mode(self) -> str:

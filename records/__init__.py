@@ -2,11 +2,12 @@
 
 Every writer (``training/run.py`` for pretraining and classification runs,
 ``backbones/openmmlab/hooks.py`` ``RunRecordHook`` for mmdet/mmseg runs) and every
-reader (``tools/compare.py``, the suite runner, ``cls_finetune/sweep.py``,
-``tools/analyze_gradients.py``) goes through this package. Pure Python: no torch.
+reader (``analysis`` behind ``tools/compare.py``, the suite runner,
+``tools/analyze_gradients.py``) goes through this package. Torch-free: it imports
+only ``common`` (tests/test_layout.py checks it).
 
-Files of a run dir (names in ``records.files``)
------------------------------------------------
+Files of a run dir (names in ``common.names``)
+---------------------------------------------
 =====================  ==============================================================
 ``run.json``           what the run is, written when it starts (every kind)
 ``metrics.json``       final numbers; its ``finished`` decides whether the run ended
@@ -71,11 +72,24 @@ pretraining: ``top1``, ``top5`` (``final``), ``train_loss``
 loss, the dataset's own (mean per-class accuracy for FGVC Aircraft, Pets,
 Caltech-101, Flowers-102; mAP for VOC 2007; else top-1), box and mask AP, mIoU.
 
-All JSON is written atomically (``write_json``: a temporary file in the same
-folder, then ``os.replace``).
+All JSON is written atomically (``common.files.write_json``: a temporary file in
+the same folder, then ``os.replace``).
 """
-from . import files, metrics
-from .files import RecordError, append_jsonl, read_json, read_jsonl, write_json
+from common.files import RecordError, append_jsonl, read_json, read_jsonl, write_json
+from common.names import (
+    CONFIG,
+    DIAGNOSTICS,
+    EPOCH_LOG,
+    EVAL_CONFIG,
+    EVAL_METRICS,
+    ITER_LOG,
+    METRICS,
+    RUN_INFO,
+    TEST_METRICS,
+    VAL_METRICS,
+)
+
+from . import files, metrics  # noqa: F401  (records.files: the module the writers have imported)
 from .metrics import KINDS, TASK_NAMES, Metric, extract_metrics, headline_metrics, metric_by_id, metrics_of
 from .runs import (
     FINISHED,
@@ -83,13 +97,13 @@ from .runs import (
     STALE,
     UNFINISHED,
     UNREADABLE,
+    Group,
     RunRecord,
     discover,
     is_finished,
     mark_finished,
     mark_stale,
     read_run,
-    read_run_info,
     record_validation,
     run_label,
     started_from,
@@ -99,18 +113,14 @@ from .runs import (
     write_test_metrics,
 )
 
-# File names (records.files), here for writers that pass paths: records.METRICS, records.RUN_INFO, ...
-RUN_INFO, METRICS, EVAL_METRICS, VAL_METRICS, TEST_METRICS = (files.RUN_INFO, files.METRICS, files.EVAL_METRICS,
-                                                              files.VAL_METRICS, files.TEST_METRICS)
-CONFIG, EVAL_CONFIG, EPOCH_LOG, ITER_LOG, DIAGNOSTICS = (files.CONFIG, files.EVAL_CONFIG, files.EPOCH_LOG,
-                                                         files.ITER_LOG, files.DIAGNOSTICS)
+# File names (common.names) are re-exported above for writers that pass paths: records.METRICS, ...
 METRIC_RULES = metrics.METRICS  # the primary-metric rule of every task
 
 __all__ = [
     "RUN_INFO", "METRICS", "EVAL_METRICS", "VAL_METRICS", "TEST_METRICS", "CONFIG", "EVAL_CONFIG", "EPOCH_LOG",
     "ITER_LOG", "DIAGNOSTICS", "RecordError", "write_json", "append_jsonl", "read_json", "read_jsonl",
     "KINDS", "TASK_NAMES", "Metric", "METRIC_RULES", "metrics_of", "headline_metrics", "metric_by_id",
-    "extract_metrics", "RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run",
-    "read_run_info", "discover", "is_finished", "started_from", "mark_stale", "run_label", "write_run_info",
+    "extract_metrics", "RunRecord", "Group", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run",
+    "discover", "is_finished", "started_from", "mark_stale", "run_label", "write_run_info",
     "write_final_metrics", "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished",
 ]

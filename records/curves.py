@@ -8,12 +8,13 @@ run, later ones overriding the same iteration).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-from .files import DIAGNOSTICS, EPOCH_LOG, ITER_LOG, MM_SCALARS, VAL_METRICS, read_jsonl
-from .metrics import metric_by_id
+from common.files import read_jsonl
+from common.names import DIAGNOSTICS, EPOCH_LOG, ITER_LOG, MM_SCALARS, VAL_METRICS
+
+from .metrics import finite_number, metric_by_id
 from .runs import RunRecord
 
 __all__ = ["Curve", "train_loss_curve", "val_curve", "drop_rate_curves", "diagnostics_curves", "DIAGNOSTIC_MEASURES"]
@@ -31,16 +32,10 @@ class Curve:
         return bool(self.points)
 
 
-def _finite(v) -> Optional[float]:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
-
-
 def _points(rows, x_key: str, y_key: str, x_scale: float = 1.0, x_shift: float = 0.0) -> Points:
     out = {}
     for r in rows:
-        x, y = _finite(r.get(x_key)), _finite(r.get(y_key))
+        x, y = finite_number(r.get(x_key)), finite_number(r.get(y_key))
         if x is not None and y is not None:
             out[x * x_scale + x_shift] = y  # a later record of the same x (a resumed run) wins
     return sorted(out.items())
@@ -92,7 +87,8 @@ def drop_rate_curves(rec: RunRecord) -> Dict[str, Curve]:
     return {k: Curve(_points([r for r in rows if k in r], "iter", k), "iteration") for k in ("dropout", "drop_path")}
 
 
-def diagnostics_curves(rec: RunRecord) -> Dict[str, Curve]:
-    """The paper's gradient diagnostics of a pretraining run trained with --diag_every."""
-    rows = read_jsonl(rec.run_dir / DIAGNOSTICS)
+def diagnostics_curves(run_dir) -> Dict[str, Curve]:
+    """The paper's gradient diagnostics of a pretraining run trained with --diag_every
+    (its ``diagnostics.jsonl``; no run record needed)."""
+    rows = read_jsonl(Path(run_dir) / DIAGNOSTICS)
     return {k: Curve(_points(rows, "epoch", k), "epoch") for k, _ in DIAGNOSTIC_MEASURES}

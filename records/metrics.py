@@ -78,7 +78,8 @@ def metric_by_id(kind: str, metric_id: str) -> Optional[Metric]:
     return next((m for m in METRICS if m.kind == kind and m.id == metric_id), None)
 
 
-def _number(value) -> Optional[float]:
+def finite_number(value) -> Optional[float]:
+    """``value`` as a float when it is a finite int or float (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
@@ -93,7 +94,7 @@ def extract_metrics(kind: str, metrics_json: dict) -> Dict[str, float]:
         node = metrics_json
         for key in m.path:
             node = node.get(key) if isinstance(node, dict) else None
-        value = _number(node)
+        value = finite_number(node)
         if value is not None:
             out[m.id] = value * m.scale
     return out

@@ -10,28 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
-from backbones.checkpoint import file_sha256
-
-from .files import (
-    CONFIG,
-    EVAL_METRICS,
-    METRICS,
-    RUN_INFO,
-    TEST_METRICS,
-    VAL_METRICS,
+from common.files import (
     RecordError,
     append_jsonl,
+    file_sha256,
     read_json,
     read_json_or_none,
-    read_yaml,
+    read_yaml_mapping,
     write_json,
 )
+from common.names import CONFIG, EVAL_METRICS, METRICS, RUN_INFO, TENSORBOARD, TEST_METRICS, VAL_METRICS
+
 from .metrics import KINDS, TASK_NAMES, extract_metrics
 
-__all__ = ["RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run", "discover",
+__all__ = ["RunRecord", "Group", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run", "discover",
            "is_finished", "started_from", "mark_stale", "write_run_info", "write_final_metrics",
-           "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished", "read_run_info",
-           "run_label"]
+           "write_eval_metrics", "record_validation", "write_test_metrics", "mark_finished", "run_label"]
 
 # Statuses of a run, as compare shows them.
 FINISHED = "finished"
@@ -68,6 +62,23 @@ def _int_or_none(value) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+@dataclass(frozen=True)
+class Group:
+    """What the runs that may be compared share (``RunRecord.group``)."""
+    kind: str
+    dataset: str
+    recipe_id: str
+    finetune_method: str  # "" for pretraining
+    arch: str
+    pretrain_recipe: str  # "" for pretraining
+
+    @property
+    def sort_key(self) -> tuple:
+        """Tasks in ``KINDS`` order, then by name."""
+        return (KINDS.index(self.kind), self.dataset, self.recipe_id, self.finetune_method, self.arch,
+                self.pretrain_recipe)
+
+
 @dataclass
 class RunRecord:
     """One run, read from its dir: identity, status and the numbers compared."""
@@ -100,10 +111,10 @@ class RunRecord:
         return self.kind in ("cls_finetune", "mmdet", "mmseg")
 
     @property
-    def group(self) -> tuple:
+    def group(self) -> "Group":
         """Runs that may be compared: same task, dataset, recipe, fine-tuning and architecture."""
-        return (self.kind, self.dataset, self.recipe_id, self.finetune_method or "", self.arch,
-                self.pretrain_recipe or "")
+        return Group(self.kind, self.dataset, self.recipe_id, self.finetune_method or "", self.arch,
+                     self.pretrain_recipe or "")
 
     @property
     def pair_key(self) -> tuple:
@@ -117,10 +128,6 @@ class RunRecord:
 
 
 # ---- reading ---------------------------------------------------------------------------------
-
-def read_run_info(run_dir) -> dict:
-    return read_json(Path(run_dir) / RUN_INFO)
-
 
 def _finished_rule(metrics_json: dict) -> bool:
     # det/seg records say "finished"; training runs write metrics.json last (older ones
@@ -162,7 +169,7 @@ def started_from(run_dir) -> Optional[str]:
 
 def _training_identity(run_dir: Path, info: dict, kind: str) -> dict:
     cfg_path = run_dir / CONFIG
-    cfg = read_yaml(cfg_path) if cfg_path.is_file() else {}
+    cfg = read_yaml_mapping(cfg_path) if cfg_path.is_file() else {}
     flags = {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
     epochs = cfg.get("epochs")
     if kind == "pretrain":
@@ -249,7 +256,7 @@ def _run_dirs(root: Path) -> List[Path]:
             found.append(Path(dirpath))
             dirnames[:] = []  # a run dir holds no other run
         else:
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "tensorboard")
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != TENSORBOARD)
     return found
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from backbones.errors import run_cli
+from common.errors import run_cli
 
 from . import state
 from .launch import command
@@ -48,7 +48,7 @@ def say(line: str) -> None:
 
 def _queue_if_reachable(suite: Suite, jobs: List[Job], required: bool) -> Optional[state.Queue]:
     """squeue's answer when Slurm is needed (``required``) or some job was submitted to it."""
-    from_slurm = required or any((state.job_book(suite, j) / "submitted.json").is_file() for j in jobs)
+    from_slurm = required or any((state.job_dir(suite, j) / "submitted.json").is_file() for j in jobs)
     if not from_slurm:
         return None
     from . import slurm
@@ -179,7 +179,7 @@ def cmd_run(args) -> int:
             st = wait_for(suite, jobs, args.poll, checkpoints)
         return _report_problems(st, args)
 
-    say(f"{len(todo)} of {len(jobs)} jobs to run ({_counts(st)}); bookkeeping and logs under {rel(suite.book)}")
+    say(f"{len(todo)} of {len(jobs)} jobs to run ({_counts(st)}); bookkeeping and logs under {rel(suite.state_dir)}")
     if slurm_mode:
         from . import slurm
         ids, later = slurm.submit(suite, todo, st, say)

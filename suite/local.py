@@ -46,8 +46,8 @@ class Lock:
     """One local runner per output_root at a time (the second would start the same jobs)."""
 
     def __init__(self, suite: Suite):
-        suite.book.mkdir(parents=True, exist_ok=True)
-        self.path = suite.book / "local.lock"
+        suite.state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = suite.state_dir / "local.lock"
 
     def __enter__(self):
         self.file = open(self.path, "a+")

@@ -10,8 +10,8 @@ Each array task runs ``SuiteTask``, a ``submitit.helpers.Checkpointable``: befor
 preemption or the time limit Slurm sends USR2, submitit calls ``checkpoint()`` and
 requeues the job, and the requeued job runs the same command, which always
 carries ``--resume auto`` (``--resume`` for tools/train.py). Multi-GPU jobs run one
-task per GPU; the entry points take their rank from SLURM_PROCID / SLURM_LOCALID /
-SLURM_NTASKS.
+task per GPU; each task's torchrun variables (rendezvous and ranks) come from
+submitit's ``TorchDistributedEnvironment``.
 
 sacct is not needed (clusters without accounting have none): job states come from
 squeue and from the attempts the jobs record themselves.
@@ -149,10 +149,10 @@ class SuiteTask(submitit.helpers.Checkpointable):
         rank = env_info.global_rank
         if records.is_finished(self.job.run_dir):  # requeued after it had finished
             return "done"
+        # torchrun's variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK), which srun does not set, from
+        # submitit; every GPU stays visible (the entry points pick theirs by LOCAL_RANK)
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         env = dict(os.environ)
-        # torchrun's rendezvous variables, which srun does not set (ranks: training/distributed.py)
-        env.setdefault("MASTER_ADDR", env_info.hostnames[0])
-        env.setdefault("MASTER_PORT", str(20000 + int(env_info.raw_job_id) % 20000))
         if "SLURM_CPUS_PER_TASK" in env:  # without cgroups nothing else keeps threads to the job's CPUs
             env.setdefault("OMP_NUM_THREADS", env["SLURM_CPUS_PER_TASK"])
         code = run_attempt(self.suite, self.job, command(self.job, "slurm"), "slurm", env, rank, env_info.job_id)
@@ -196,7 +196,7 @@ def submit(suite: Suite, todo: List[Job], statuses: Dict[str, state.Status], say
             dependency = f"afterok:{dep_id}"
         name = f"{stage}:{dep.split('/')[1] if dep else suite.output_root.name}"
         # one executor per array: submitit's parameters only accumulate
-        executor = submitit.SlurmExecutor(folder=suite.book / "slurm", max_num_timeout=MAX_TIMEOUT_REQUEUES)
+        executor = submitit.SlurmExecutor(folder=suite.state_dir / "slurm", max_num_timeout=MAX_TIMEOUT_REQUEUES)
         executor.update_parameters(**_parameters(res, name, dependency))
         try:
             with executor.batch():

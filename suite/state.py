@@ -13,7 +13,6 @@ Finished and stale come from the run records (``records.is_finished``,
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -25,8 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import records
-from backbones.checkpoint import file_sha256
-from records.files import write_json
+from common.files import file_sha256, read_json_or_none, write_json
 
 from .spec import Job, Suite
 
@@ -38,53 +36,45 @@ STATES = (DONE, STALE, RUNNING, QUEUED, FAILED, NOT_STARTED)
 _ERROR_LINE = re.compile(r"^(error: |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b|Killed\b|.*\bTraceback\b)")
 
 
-def job_book(suite: Suite, job: Job) -> Path:
-    return suite.book / "jobs" / job.key
+def job_dir(suite: Suite, job: Job) -> Path:
+    return suite.state_dir / "jobs" / job.key
 
 
 def log_path(suite: Suite, job: Job, rank: int = 0) -> Path:
-    return job_book(suite, job) / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
-
-
-def _read(path: Path) -> Optional[dict]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+    return job_dir(suite, job) / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
 
 
 def read_submission(suite: Suite, job: Job) -> Optional[dict]:
-    return _read(job_book(suite, job) / "submitted.json")
+    return read_json_or_none(job_dir(suite, job) / "submitted.json")
 
 
 def read_attempt(suite: Suite, job: Job) -> Optional[dict]:
-    return _read(job_book(suite, job) / "attempt.json")
+    return read_json_or_none(job_dir(suite, job) / "attempt.json")
 
 
 def write_submission(suite: Suite, job: Job, slurm_job_id: str, name: str) -> None:
-    book = job_book(suite, job)
-    book.mkdir(parents=True, exist_ok=True)
-    write_json(book / "submitted.json", {"executor": "slurm", "slurm_job_id": slurm_job_id, "name": name,
-                                         "submitted": time.time()})
+    folder = job_dir(suite, job)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "submitted.json", {"executor": "slurm", "slurm_job_id": slurm_job_id, "name": name,
+                                           "submitted": time.time()})
 
 
 def start_attempt(suite: Suite, job: Job, executor: str, pid: int, command, slurm_job_id: Optional[str] = None,
                   n: Optional[int] = None) -> dict:
     """Record an attempt as started (``n``: rewrite attempt ``n``, e.g. with the child's pid)."""
-    book = job_book(suite, job)
-    book.mkdir(parents=True, exist_ok=True)
+    folder = job_dir(suite, job)
+    folder.mkdir(parents=True, exist_ok=True)
     if n is None:
         n = int((read_attempt(suite, job) or {}).get("n", 0)) + 1
     attempt = {"n": n, "executor": executor, "host": socket.gethostname(), "pid": pid,
                "slurm_job_id": slurm_job_id, "started": time.time(), "ended": None, "exit_code": None,
                "command": list(map(str, command))}
-    write_json(book / "attempt.json", attempt)
+    write_json(folder / "attempt.json", attempt)
     return attempt
 
 
 def end_attempt(suite: Suite, job: Job, attempt: dict, exit_code: int, note: str = "") -> None:
-    write_json(job_book(suite, job) / "attempt.json",
+    write_json(job_dir(suite, job) / "attempt.json",
                {**attempt, "ended": time.time(), "exit_code": exit_code, "note": note})
 
 

@@ -1,5 +1,6 @@
-"""The package layout's promises: one-way imports, the core without OpenMMLab,
-one error type reported the same way by every entry point, style by ruff."""
+"""The package layout's promises: one-way imports, the bottom layer and what reads
+records without torch, the core without OpenMMLab, one error type reported the same
+way by every entry point, style by ruff."""
 import ast
 import shutil
 import subprocess
@@ -14,14 +15,25 @@ from pretrain.main import main as pretrain_main
 
 # package -> packages it may import (core -> engine -> applications -> tools)
 ALLOWED = {
-    "backbones": {"backbones"},
-    "records": {"backbones", "records"},
-    "training": {"backbones", "records", "training"},
-    "pretrain": {"backbones", "records", "training", "pretrain"},
-    "cls_finetune": {"backbones", "records", "training", "cls_finetune", "demo_data"},
-    "backbones/openmmlab": {"backbones", "records"},
+    "common": {"common"},
+    "records": {"common", "records"},
+    "analysis": {"common", "records", "analysis"},
+    "suite": {"common", "records", "suite"},
+    "backbones": {"common", "backbones"},
+    "training": {"common", "backbones", "records", "training"},
+    "pretrain": {"common", "backbones", "records", "training", "pretrain"},
+    "cls_finetune": {"common", "backbones", "records", "training", "cls_finetune", "demo_data"},
+    "backbones/openmmlab": {"common", "backbones", "records"},
 }
-FIRST_PARTY = {"backbones", "training", "pretrain", "cls_finetune", "demo_data", "records", "suite"}
+FIRST_PARTY = {"common", "backbones", "training", "pretrain", "cls_finetune", "demo_data", "records", "suite",
+               "analysis"}
+# What reads records and runs the suite must work on a login node without the training stack.
+TORCH_FREE = ["common", "records", "records.curves", "analysis", "analysis.plots", "suite", "suite.spec",
+              "suite.state", "suite.__main__", "suite.local", "suite.slurm"]
+# The packages of README.md's import diagram, bottom first ("tools": tools/*.py, the entry points).
+DIAGRAM = ["common", "backbones", "records", "analysis", "suite", "training", "pretrain", "cls_finetune",
+           "backbones/openmmlab", "demo_data", "tools"]
+HEAVY = ("torch", "timm", "mmengine", "mmcv", "mmdet", "mmseg", "torchvision")
 
 
 def imported_first_party(path):
@@ -32,6 +44,50 @@ def imported_first_party(path):
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             out.add((node.module.split(".")[0], node.module))
     return {(top, full) for top, full in out if top in FIRST_PARTY}
+
+
+def _package(module: str) -> str:
+    return "backbones/openmmlab" if module.startswith("backbones.openmmlab") else module.split(".")[0]
+
+
+def import_graph() -> dict:
+    """{package: the other packages of the suite its modules import}, relative imports included."""
+    graph = {name: set() for name in DIAGRAM}
+    for path in sorted({p for name in DIAGRAM for p in (REPO / name.split("/")[0]).rglob("*.py")}):
+        rel = path.relative_to(REPO)
+        owner = "/".join(rel.parts[:2]) if rel.parts[:2] == ("backbones", "openmmlab") else rel.parts[0]
+        if owner not in graph:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level:  # relative: from the module's own package up
+                base = rel.parts[:len(rel.parts) - node.level]
+                modules = [".".join([*base, *([node.module] if node.module else [])])]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module]
+            else:
+                continue
+            graph[owner] |= {_package(m) for m in modules if _package(m) in graph and _package(m) != owner}
+    return graph
+
+
+def render_graph(graph: dict) -> str:
+    torch_free = {m.split(".")[0] for m in TORCH_FREE}
+    lines = []
+    for name in DIAGRAM:
+        deps = ", ".join(sorted(graph[name])) if graph[name] else "(no other package of the suite)"
+        lines.append(f"{name:<20} -> {deps}" + ("   [torch-free]" if name in torch_free else ""))
+    return "\n".join(lines)
+
+
+def test_the_readme_diagram_shows_the_imports_there_are():
+    text = (REPO / "README.md").read_text()
+    start, end = "<!-- import diagram (tests/test_layout.py) -->\n```\n", "\n```\n<!-- end of import diagram -->"
+    assert start in text and end in text, "README.md lost its import diagram markers"
+    drawn = text.split(start, 1)[1].split(end, 1)[0]
+    want = render_graph(import_graph())
+    assert drawn == want, f"README.md's import diagram is out of date; the imports say:\n{want}"
 
 
 @pytest.mark.parametrize("package", sorted(p for p in ALLOWED if (REPO / p).is_dir()))
@@ -48,6 +104,14 @@ def test_no_module_imports_a_command_line_module():
         assert "pretrain.main" not in {full for _, full in imported_first_party(path)}, path
 
 
+def test_records_and_the_runner_import_without_torch():
+    code = (f"import sys; import {', '.join(TORCH_FREE)}; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"importing {', '.join(TORCH_FREE)} loads {out.stdout.strip()}"
+
+
 def test_the_core_imports_without_openmmlab():
     code = ("import sys, backbones; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mmengine', 'mmcv', 'mmdet')))")
@@ -56,11 +120,9 @@ def test_the_core_imports_without_openmmlab():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("imports", [["backbones.openmmlab"], ["backbones"]])
-def test_configs_find_the_adapter_through_custom_imports(imports, tmp_path):
-    # New configs import the adapter by name; configs written before it had one still work.
+def test_configs_find_the_adapter_through_custom_imports(tmp_path):
     code = ("from mmengine.utils import import_modules_from_strings; "
-            f"import_modules_from_strings({imports!r}); "
+            "import_modules_from_strings(['backbones.openmmlab']); "
             "from mmdet.registry import MODELS; from mmengine.registry import HOOKS; "
             "print(MODELS.get('TimmDropBackbone').__name__, HOOKS.get('DropScheduleHook').__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)

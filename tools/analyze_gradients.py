@@ -20,42 +20,27 @@ from argparse import Namespace
 from pathlib import Path
 
 import records
-from backbones.errors import UserError, run_cli
-
-MEASURES = [("grad_norm", "gradient norm"), ("model_distance", "distance to init ||W - W0||"),
-            ("gdv", "gradient direction variance"), ("gde", "gradient direction error")]
-
-
-def run_label(run: Path) -> str:
-    return records.run_label(run)
+from analysis.plots import method_colors, plot_diagnostics
+from common.errors import UserError, run_cli
+from common.names import INIT_WEIGHTS
+from records.curves import diagnostics_curves
 
 
-def load_runs(runs):
+def load_runs(runs) -> dict:
+    """{run label: its diagnostics.jsonl records}."""
     series = {}
     for run in map(Path, runs):
         log = run / records.DIAGNOSTICS
         if not log.is_file():
             raise UserError(f"{log} not found (train with --diag_every N to write it)")
-        series[run_label(run)] = records.read_jsonl(log)
+        series[records.run_label(run)] = records.read_jsonl(log)
     return series
 
 
-def plot(series: dict, out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(4.2 * len(MEASURES), 3.4))
-    for ax, (key, title) in zip(axes, MEASURES):
-        for label, recs in series.items():
-            pts = [(r["step"], r[key]) for r in recs if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), label=label, marker="." if len(pts) < 30 else None)
-        ax.set_title(title)
-        ax.set_xlabel("update")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+def plot(runs, out: Path) -> None:
+    """The runs side by side (one line each), with compare's diagnostics figure."""
+    curves = {records.run_label(run): [diagnostics_curves(run)] for run in map(Path, runs)}
+    plot_diagnostics(curves, method_colors(list(curves)), out)
 
 
 def measure_checkpoints(paths, args) -> list:
@@ -88,7 +73,7 @@ def measure_checkpoints(paths, args) -> list:
         DropSites(model, run_args.model).apply(*plan(ckpt["next_step"]))
         *_, eval_tf = build_loaders(run_args, model)
         minibatches, batches = diagnostic_batches(run_args, eval_tf)
-        init = path.parent / "init_weights.pth"
+        init = path.parent / INIT_WEIGHTS
         initial = torch.load(init, map_location="cpu", weights_only=True) if init.is_file() else None
         rec = measure(model, nn.CrossEntropyLoss(), minibatches, batches, device, initial=initial,
                       seed=run_args.seed)
@@ -111,10 +96,11 @@ def main(argv=None) -> int:
     pm.add_argument("--num_workers", type=int, default=2)
     pm.add_argument("--out", default=None, help="JSON file for the results")
     args = p.parse_args(argv)
+
     def plot_runs() -> None:
         series = load_runs(args.runs)
         out = Path(args.out)
-        plot(series, out)
+        plot(args.runs, out)
         out.with_suffix(".json").write_text(json.dumps(series, indent=1))
         print(f"wrote {out} and {out.with_suffix('.json')}")
 
@@ -126,6 +112,7 @@ def main(argv=None) -> int:
             Path(args.out).write_text(json.dumps(results, indent=1))
 
     return run_cli(plot_runs if args.cmd == "plot" else measure_and_write)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from compare import main as compare_main
+from analysis import main as compare_main
 from demo_data import write_demo_data
 from suite import load_suite
 from suite.__main__ import main as suite_main

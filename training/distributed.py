@@ -15,7 +15,9 @@ def pick_device() -> torch.device:
 
 
 def env_from_slurm(env=os.environ) -> None:
-    """Under srun (one task per GPU) give torchrun's variables their Slurm values."""
+    """Under a plain srun (tools/slurm_*.sh: one task per GPU, MASTER_ADDR/PORT set by the
+    script) give torchrun's rank variables their Slurm values. The suite runner's Slurm
+    tasks have them already, from submitit's ``TorchDistributedEnvironment`` (suite/slurm.py)."""
     if "SLURM_PROCID" in env and "RANK" not in env:
         env["RANK"] = env["SLURM_PROCID"]
         env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")

@@ -33,7 +33,19 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 
 from backbones import DropPlan, DropSites, create_model_with_drop
-from backbones.checkpoint import EXPORT_FORMAT, CheckpointError, file_sha256, model_normalization, run_meta
+from backbones.checkpoint import EXPORT_FORMAT, CheckpointError, model_normalization, run_meta
+from common.files import file_sha256, trim_jsonl
+from common.names import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    CONFIG,
+    DIAGNOSTICS,
+    EPOCH_LOG,
+    EVAL_CONFIG,
+    ITER_LOG,
+    WEIGHTS,
+    WEIGHTS_EMA,
+)
 from records import write_eval_metrics, write_final_metrics, write_run_info
 
 from . import distributed as D
@@ -41,7 +53,7 @@ from .config import ConfigError, save_config
 from .data import DataError, EpochSampler
 from .engine import NonFiniteLossError, Trainer, amp_dtype_for, evaluate, param_groups
 from .fast_paths import adamw, compile_model, to_channels_last
-from .logger import RunLogger, trim_jsonl
+from .logger import RunLogger
 from .schedules import CosineSchedule
 from .state import atomic_save, gather_rng_states, latest_checkpoint, load_training_checkpoint, set_rng_state
 
@@ -92,9 +104,10 @@ class RunContext:
     # restore(): where the run stands and what it started from
     next_step: int = 0
     best_top1: float = -1.0
-    resume: Optional[Path] = None          # the checkpoint this part of the run resumed from
-    start_checkpoint: Optional[dict] = None  # provenance of the weights this part started from
-    origin: Optional[dict] = None          # what the whole run started from (first part)
+    # run.json's two: the weights the whole run started from (a resumed run: its first part's),
+    # and the checkpoint this part resumed from (None: it did not resume)
+    start_checkpoint: Optional[dict] = None
+    resumed_from: Optional[dict] = None
     ema: Optional[ModelEmaV3] = None
     optimizer: Optional[torch.optim.Optimizer] = None
     scaler: Optional[torch.amp.GradScaler] = None
@@ -110,7 +123,7 @@ class RunContext:
 
     @property
     def resuming(self) -> bool:
-        return self.resume is not None
+        return self.resumed_from is not None
 
 
 class CheckpointSaver:
@@ -118,7 +131,7 @@ class CheckpointSaver:
     spirit of timm's ``CheckpointSaver``): atomically, with every rank's RNG
     (a collective: every rank calls ``save``), never with non-finite weights."""
 
-    LAST, BEST = "checkpoint-last.pth", "checkpoint-best.pth"
+    LAST, BEST = CHECKPOINT_LAST, CHECKPOINT_BEST
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
@@ -138,7 +151,7 @@ class CheckpointSaver:
             "epoch": next_step // ctx.iters_per_epoch, "step_in_epoch": next_step % ctx.iters_per_epoch,
             "next_step": next_step, "iters_per_epoch": ctx.iters_per_epoch, "num_classes": len(ctx.data.classes),
             "rng": rngs, "args": dict(vars(ctx.args)), "kind": ctx.kind, "best_top1": ctx.best_top1,
-            "start_checkpoint": ctx.origin, "normalization": model_normalization(ctx.model),
+            "start_checkpoint": ctx.start_checkpoint, "normalization": model_normalization(ctx.model),
         }, ctx.out / name)
 
     def end_of_epoch(self, next_step: int, top1: float) -> None:
@@ -273,25 +286,24 @@ class TrainingRun:
             rngs = ckpt["rng"]
             if len(rngs) == D.world_size():
                 set_rng_state(rngs[D.rank()])
-            ctx.resume, ctx.next_step, ctx.best_top1 = resume, ckpt["next_step"], ckpt.get("best_top1", -1.0)
-            ctx.start_checkpoint = {"path": str(resume.resolve()), "sha256": file_sha256(resume),
-                                    "next_step": ctx.next_step, "run_started_from": ckpt.get("start_checkpoint")}
+            ctx.next_step, ctx.best_top1 = ckpt["next_step"], ckpt.get("best_top1", -1.0)
+            ctx.start_checkpoint = ckpt.get("start_checkpoint")
+            ctx.resumed_from = {"path": str(resume.resolve()), "sha256": file_sha256(resume),
+                                "next_step": ctx.next_step, "run_started_from": ctx.start_checkpoint}
             if D.is_main():  # forget what a killed run logged after this checkpoint
                 next_step, epoch = ctx.next_step, ctx.next_step // ctx.iters_per_epoch
-                trim_jsonl(out / "log_iter.jsonl", lambda r: r["step"] < next_step)
-                trim_jsonl(out / "log.jsonl", lambda r: r["epoch"] < epoch)
-                trim_jsonl(out / "diagnostics.jsonl", lambda r: r["step"] <= next_step)
-        # What the run started from (for a resumed run: what its first part started from).
-        ctx.origin = ckpt.get("start_checkpoint") if ckpt is not None else ctx.start_checkpoint
+                trim_jsonl(out / ITER_LOG, lambda r: r["step"] < next_step)
+                trim_jsonl(out / EPOCH_LOG, lambda r: r["epoch"] < epoch)
+                trim_jsonl(out / DIAGNOSTICS, lambda r: r["step"] <= next_step)
 
     def evaluate_only(self, ctx: RunContext) -> dict:
         """``--eval``: measure the loaded weights; records go beside, not over, a training run's."""
         metrics = self.validation_metrics(ctx.model, ctx)
         if D.is_main():
             print(json.dumps(metrics))
-            save_config(self.args, ctx.out / "config_eval.yaml")
-            write_eval_metrics(ctx.out, {"kind": self.kind, "weights": ctx.start_checkpoint, "val": metrics,
-                                         **self.summary(ctx)})
+            save_config(self.args, ctx.out / EVAL_CONFIG)
+            write_eval_metrics(ctx.out, {"kind": self.kind, "weights": ctx.resumed_from or ctx.start_checkpoint,
+                                         "val": metrics, **self.summary(ctx)})
         return metrics
 
     def write_record(self, ctx: RunContext) -> None:
@@ -299,11 +311,11 @@ class TrainingRun:
         if not D.is_main():
             return
         args = self.args
-        save_config(args, ctx.out / "config.yaml")
+        save_config(args, ctx.out / CONFIG)
         write_run_info(ctx.out, {
             "kind": self.kind, "model": args.model, "method": ctx.plan.describe(),
             "init": "resume" if ctx.resuming else ("weights" if ctx.start_checkpoint else "scratch"),
-            "start_checkpoint": ctx.origin, "resumed_from": ctx.start_checkpoint if ctx.resuming else None,
+            "start_checkpoint": ctx.start_checkpoint, "resumed_from": ctx.resumed_from,
             **ctx.data.record, "classes": list(ctx.data.classes), "train_images": len(ctx.data.train_set),
             "iters_per_epoch": ctx.iters_per_epoch, "total_iters": ctx.total_iters, "world_size": D.world_size(),
             "device": str(ctx.device), "normalization": model_normalization(ctx.model),
@@ -393,11 +405,11 @@ class TrainingRun:
                    "epochs": args.epochs, "total_iters": ctx.total_iters, "final": val, "best_top1": ctx.best_top1,
                    "ema_final": ema_val, "train_loss_last_epoch": train_loss, "wall_time_s": wall_time_s}
         if D.is_main():
-            atomic_save({"model": model.state_dict(), "meta": {**meta, "ema": False}}, ctx.out / "weights.pth")
+            atomic_save({"model": model.state_dict(), "meta": {**meta, "ema": False}}, ctx.out / WEIGHTS)
             if ctx.ema is not None:
                 atomic_save({"model": ctx.ema.module.state_dict(),
                              "meta": {**meta, "ema": True, "top1": ema_val["top1"] if ema_val else None}},
-                            ctx.out / "weights_ema.pth")
+                            ctx.out / WEIGHTS_EMA)
             write_final_metrics(ctx.out, metrics)
         return metrics
 

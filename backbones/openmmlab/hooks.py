@@ -129,8 +129,9 @@ class RunRecordHook(Hook):
             f"standard at the backbone's rates (dropout {getattr(backbone, 'dropout', 0)}, "
             f"drop_path {getattr(backbone, 'drop_path', 0)})")
         record = {
-            # kind: as in every run.json of the suite (pretrain, cls_finetune, mmdet, mmseg); task: its older name
-            "kind": runner.cfg.get("default_scope"), "task": runner.cfg.get("default_scope"),
+            # as in every run.json of the suite (pretrain, cls_finetune, mmdet, mmseg: mmengine's default_scope);
+            # records written before 2026-12 also say it as "task", which records still reads
+            "kind": runner.cfg.get("default_scope"),
             "config": runner.cfg.filename,
             "work_dir": runner.work_dir, "backbone": getattr(backbone, "arch", type(backbone).__name__),
             "start_checkpoint": start, "fine_tune_drop": fine_tune_drop,
