@@ -155,7 +155,8 @@ class LinearProtocol:
 
 
 def search_penalty(x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                   grid: Sequence[float], protocol: LinearProtocol, score: Callable) -> Tuple[float, Dict[float, float]]:
+                   grid: Sequence[float], protocol: LinearProtocol,
+                   score: Callable) -> Tuple[float, Dict[float, float]]:
     """(chosen penalty, {penalty: validation score}): largest penalty first, warm starts."""
     xs = protocol.start(x_fit)
     scores: Dict[float, float] = {}

@@ -103,9 +103,9 @@ TINY_PRETRAIN = ["--model_kwargs", "{depth: 2, patch_size: 8, embed_dim: 96, num
 
 
 def test_fixed_feature_recipe_through_the_suite_runner_and_compare(tmp_path, capsys):
+    from compare import main as compare_main
     from demo_data import write_imagenet
     from suite.__main__ import main as suite_main
-    from compare import main as compare_main
     write_imagenet(tmp_path / "imagenet", train_per_class=4, val_per_class=1, size=64, seed=3)
     info = write_pets(tmp_path / "pets", num_classes=3, train_per_class=10, test_per_class=4, size=64, seed=0)
     suite = tmp_path / "suite.yaml"

@@ -8,8 +8,14 @@ import torch
 from sklearn.metrics import average_precision_score
 
 import records
-from cls_finetune.evaluation import (MaskedBCEWithLogits, mean_per_class_accuracy, multilabel_metrics,
-                                     single_label_metrics, voc07_average_precision, voc07_map)
+from cls_finetune.evaluation import (
+    MaskedBCEWithLogits,
+    mean_per_class_accuracy,
+    multilabel_metrics,
+    single_label_metrics,
+    voc07_average_precision,
+    voc07_map,
+)
 
 
 def test_mean_per_class_accuracy_by_hand():
