@@ -143,3 +143,21 @@ def test_fixed_feature_recipe_through_the_suite_runner_and_compare(tmp_path, cap
     rows = [r for r in csv.DictReader(open(tmp_path / "compare/summary.csv")) if r["task"] == "classification"]
     assert {r["metric"] for r in rows} == {"mean_per_class"}, rows
     assert all("fixed_feature" in r["recipe"] for r in rows) and len(rows) == 2  # baseline and method
+
+
+def test_multilabel_protocol_is_one_binary_regression_per_class_without_difficult_images():
+    x, label = blobs(30, 12, 3, seed=4)
+    y = np.eye(3)[label]
+    y[::5, (label[::5] + 1) % 3] = -1  # difficult-only for another class: left out of that class's fit
+    _, score = scorer_for("voc2007", multilabel=True)
+    chosen, scores = search_penalty(x[::2], y[::2], x[1::2], y[1::2], GRID, LinearProtocol(3, multilabel=True),
+                                    score)
+    assert chosen in GRID and all(0 <= s <= 100 for s in scores.values())
+    w, b = fit_head(x, y, chosen, LinearProtocol(3, multilabel=True))
+    scaler = StandardScaler().fit(x)
+    for k in range(3):
+        keep = y[:, k] >= 0
+        ref = LogisticRegression(C=1.0 / (chosen * keep.sum()), solver="lbfgs", max_iter=5000, tol=1e-10)
+        ref.fit(scaler.transform(x[keep]), y[keep, k] > 0)
+        sigmoid = 1 / (1 + np.exp(-(x @ w[k] + b[k])))
+        np.testing.assert_allclose(sigmoid, ref.predict_proba(scaler.transform(x))[:, 1], atol=2e-3)
