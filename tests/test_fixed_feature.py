@@ -139,7 +139,7 @@ def test_fixed_feature_recipe_through_the_suite_runner_and_compare(tmp_path, cap
                  "--num_workers", "0", "--batch_size", "8", "--output_dir", str(tmp_path / "eval")]) == 0
     evaluated = json.loads((tmp_path / "eval/metrics_eval.json").read_text())["val"]
     assert evaluated["mean_per_class"] == pytest.approx(metrics["final"]["mean_per_class"], abs=1e-6)
-    assert compare_main([str(suite), "--out", str(tmp_path / "compare"), "--no_plots"]) == 0
+    assert compare_main([str(suite), "--out", str(tmp_path / "compare")]) == 0  # with its plots, as the demo
     rows = [r for r in csv.DictReader(open(tmp_path / "compare/summary.csv")) if r["task"] == "classification"]
     assert {r["metric"] for r in rows} == {"mean_per_class"}, rows
     assert all("fixed_feature" in r["recipe"] for r in rows) and len(rows) == 2  # baseline and method
