@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -137,14 +137,14 @@ def _expected(runs: List[RunRecord], metric: Metric) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
-def build_cells(runs: List[RunRecord], metrics: Dict[str, List[Metric]], baselines: List[str],
+def build_cells(runs: List[RunRecord], metrics: Callable[[str, str], List[Metric]], baselines: List[str],
                 ci: str) -> List[Cell]:
     groups = group_runs(runs, baselines)
     recipe_label = _recipe_display([r for g in groups for rs in g.by_method.values() for r in rs])
     cells = []
     for g in groups:
         base_runs = g.by_method.get(g.baseline, [])
-        for metric in metrics.get(g.group.kind, []):
+        for metric in metrics(g.group.kind, g.group.dataset):
             base_expected = _expected(base_runs, metric)
             for method in g.methods:
                 method_runs = g.by_method[method]

@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "against standard s.d.)")
     p.add_argument("--metric", action="append", default=None,
                    help="metrics to compare (default: the headline ones: top1 and train_loss for pretraining, "
-                        "top1, box_AP and mask_AP, mIoU); 'all', or ids (repeat the flag for several): " +
+                        "classification: the dataset's own (mean_per_class for fgvc_aircraft, pets, caltech101, "
+                        "flowers102; mAP for voc2007; else top1), box_AP and mask_AP, mIoU); 'all', or ids "
+                        "(repeat the flag for several): " +
                         ", ".join(dict.fromkeys(m.id for m in records.METRIC_RULES)))
     p.add_argument("--ci", choices=("t", "bootstrap"), default="t",
                    help="95%% CI of Δ: Student t-interval (default) or percentile bootstrap (fixed seed)")

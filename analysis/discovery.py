@@ -4,7 +4,7 @@ for, and the checks that say in one line when the question cannot be answered.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import records
 from common.errors import UserError
@@ -40,17 +40,18 @@ def resolve_roots(roots: Sequence[str]) -> List[Path]:
     return out
 
 
-def select_metrics(requested: Optional[List[str]]) -> Dict[str, List[records.Metric]]:
-    """{kind: metrics to compare}: the headline metrics, every metric ('all'), or the named ones."""
+def select_metrics(requested: Optional[List[str]]) -> Callable[..., List[records.Metric]]:
+    """(kind, dataset) -> metrics to compare: the headline metrics (a dataset's own where
+    it has one, e.g. mean per-class accuracy for Pets), every metric ('all'), or the named ones."""
     if not requested:
-        return {k: records.headline_metrics(k) for k in records.KINDS}
+        return records.headline_metrics
     if "all" in requested:
-        return {k: records.metrics_of(k) for k in records.KINDS}
+        return lambda kind, dataset=None: records.metrics_of(kind)
     known = sorted({m.id for m in records.METRIC_RULES})
     for name in requested:
         if name not in known:
             raise UserError(f"--metric {name}: unknown metric; known: all, {', '.join(known)}")
-    return {k: [m for m in records.metrics_of(k) if m.id in requested] for k in records.KINDS}
+    return lambda kind, dataset=None: [m for m in records.metrics_of(kind) if m.id in requested]
 
 
 def find_runs(roots: Sequence[str], skip_unreadable: bool) -> List[records.RunRecord]:
@@ -63,7 +64,7 @@ def find_runs(roots: Sequence[str], skip_unreadable: bool) -> List[records.RunRe
 
 
 def check_request(runs: List[records.RunRecord], baselines: Optional[List[str]], metric_names: Optional[List[str]],
-                  metrics: Dict[str, List[records.Metric]]) -> None:
+                  metrics: Callable[..., List[records.Metric]]) -> None:
     """A named baseline no run has, or named metrics no run reports, is a ``UserError``."""
     found = sorted({r.method for r in runs if r.kind in records.KINDS})
     for baseline in baselines or []:
@@ -71,6 +72,6 @@ def check_request(runs: List[records.RunRecord], baselines: Optional[List[str]],
             raise UserError(f"--baseline {baseline!r}: no run has this pretraining method; found: {'; '.join(found)}")
     if metric_names and "all" not in metric_names:
         kinds = {r.kind for r in runs}
-        if not any(metrics.get(k) for k in kinds):
+        if not any(metrics(k) for k in kinds):
             raise UserError(f"--metric {' '.join(metric_names)}: no run found reports it (tasks found: "
                             f"{', '.join(sorted(records.TASK_NAMES.get(k, k) for k in kinds))})")

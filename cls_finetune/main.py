@@ -30,6 +30,7 @@ from training.state import latest_checkpoint, load_training_checkpoint
 
 from .config import parse_args
 from .datasets import build_splits
+from .evaluation import MaskedBCEWithLogits, evaluate_transfer
 from .probe import FeatureBatches, extract_features
 
 __all__ = ["FinetuneRun", "freeze_backbone", "linear_probe_mode", "new_head", "run", "main"]
@@ -142,6 +143,14 @@ class FinetuneRun(TrainingRun):
     def cached(self) -> bool:
         return bool(self.args.linear_probe and self.args.probe_features == "cached")
 
+    def validation_metrics(self, model: nn.Module, ctx: RunContext) -> dict:
+        """Top-1/top-5, mean per-class accuracy, or the multi-label metrics (cls_finetune/evaluation.py)."""
+        return evaluate_transfer(model, ctx.data.val_loader, ctx.device, ctx.amp_dtype, self.splits.multilabel)
+
+    def loss_function(self, ctx: RunContext) -> Optional[nn.Module]:
+        # VOC 2007: a sigmoid per class (binary cross-entropy), difficult-only labels left out
+        return MaskedBCEWithLogits() if self.splits.multilabel else None
+
     def forward_module(self, ctx: RunContext) -> nn.Module:
         return classifier(ctx.model) if self.cached else ctx.model
 
@@ -176,6 +185,9 @@ class FinetuneRun(TrainingRun):
 
 
 def run(args) -> dict:
+    if args.fixed_feature:
+        from .fixed_feature import FixedFeatureRun  # a FinetuneRun: imported here, after this module
+        return FixedFeatureRun(args).run()
     return FinetuneRun(args).run()
 
 

@@ -75,10 +75,12 @@ Primary metrics (``records.metrics``), in points
 ------------------------------------------------
 pretraining: ``top1``, ``top5`` (``final``), ``train_loss``
 (``train_loss_last_epoch``, lower is better); classification: ``top1``,
-``top5``; detection: ``box_AP``, ``box_AP50``, ``box_AP75``, ``mask_AP``,
-``mask_AP50``, ``mask_AP75`` (``coco/bbox_mAP``... x 100); segmentation:
+``top5``, ``mean_per_class``, ``mAP`` (VOC 2007); detection: ``box_AP``,
+``box_AP50``, ``box_AP75``, ``mask_AP``, ``mask_AP50``, ``mask_AP75``
+(``coco/bbox_mAP``... x 100); segmentation:
 ``mIoU``, ``mAcc``, ``aAcc``. Headline (compare's default): top-1 and train
-loss, top-1, box and mask AP, mIoU.
+loss, the dataset's own (mean per-class accuracy for FGVC Aircraft, Pets,
+Caltech-101, Flowers-102; mAP for VOC 2007; else top-1), box and mask AP, mIoU.
 
 All JSON is written atomically (``common.files.write_json``: a temporary file in
 the same folder, then ``os.replace``).

@@ -3,6 +3,12 @@ compared, where they sit in ``metrics.json``, in which unit, and which way is be
 
 Values are reported in points: COCO AP (0-1 in mmdet's records) x 100; ADE20K
 mIoU/mAcc/aAcc and classification top-1/top-5 are percentages already.
+
+A metric may be the headline of some datasets only (``headline_for``): the
+classification datasets of Kornblith et al. (2019) each have their own number,
+mean per-class accuracy for FGVC Aircraft, Pets, Caltech-101 and Flowers-102,
+11-point mAP for VOC 2007, top-1 elsewhere. A dataset's headline metrics are
+those naming it, else the kind's general ones (``headline_for`` empty).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ class Metric:
     scale: float = 1.0        # to points
     higher_is_better: bool = True
     headline: bool = False    # shown by default
+    headline_for: Tuple[str, ...] = ()  # only these datasets' headline (empty: every dataset without its own)
 
 
 def _det(id_, label, key, headline=False):
@@ -41,6 +48,9 @@ METRICS: List[Metric] = [
            headline=True),
     Metric("top1", "top-1", "cls_finetune", ("final", "top1"), headline=True),
     Metric("top5", "top-5", "cls_finetune", ("final", "top5")),
+    Metric("mean_per_class", "mean per-class accuracy", "cls_finetune", ("final", "mean_per_class"), headline=True,
+           headline_for=("fgvc_aircraft", "pets", "caltech101", "flowers102")),
+    Metric("mAP", "11-point mAP", "cls_finetune", ("final", "mAP"), headline=True, headline_for=("voc2007",)),
     _det("box_AP", "box AP", "coco/bbox_mAP", headline=True),
     _det("box_AP50", "box AP50", "coco/bbox_mAP_50"),
     _det("box_AP75", "box AP75", "coco/bbox_mAP_75"),
@@ -57,8 +67,11 @@ def metrics_of(kind: str) -> List[Metric]:
     return [m for m in METRICS if m.kind == kind]
 
 
-def headline_metrics(kind: str) -> List[Metric]:
-    return [m for m in METRICS if m.kind == kind and m.headline]
+def headline_metrics(kind: str, dataset: Optional[str] = None) -> List[Metric]:
+    """What compare shows by default for runs of ``kind`` on ``dataset``."""
+    headline = [m for m in METRICS if m.kind == kind and m.headline]
+    own = [m for m in headline if dataset in m.headline_for]
+    return own or [m for m in headline if not m.headline_for]
 
 
 def metric_by_id(kind: str, metric_id: str) -> Optional[Metric]:

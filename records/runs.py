@@ -188,7 +188,8 @@ def _training_identity(run_dir: Path, info: dict, kind: str) -> dict:
                     method=str(info.get("method", "?")), seed=seed, pretrain_seed=seed,
                     paper_top1=float(paper) if isinstance(paper, (int, float)) else None)
     mode = info.get("mode") or ("linear_probe" if cfg.get("linear_probe") else "finetune")
-    label = f"{mode}, {epochs} ep" if epochs is not None else str(mode)
+    # the fixed-feature protocol fits a logistic regression to convergence: it has no epochs
+    label = f"{mode}, {epochs} ep" if epochs is not None and mode != "fixed_feature" else str(mode)
     ident = _transfer_identity(info, own_model=info.get("model") or cfg.get("model"),
                                own_kwargs=cfg.get("model_kwargs"))
     return dict(ident, dataset=str(info.get("dataset", "?")), recipe=label,

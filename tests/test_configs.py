@@ -118,11 +118,12 @@ def test_paper_suite_parses_and_starts_from_shipped_pretraining_configs():
         models[job.key] = args.model
     cls = [j for j in suite.jobs if j.stage == "cls"]
     assert {j.task.split("/")[1] for j in cls} == set(DATASETS)
-    assert len(cls) == 2 * len(DATASETS) * len({j.pretrain for j in cls}) * 3
+    assert len(cls) == 3 * len(DATASETS) * len({j.pretrain for j in cls}) * 3  # finetune, linear probe, fixed feature
     for job in cls:  # every run's flags parse: recipe, then dataset config, then the suite's own
         recipe, dataset = job.task.split("/")
         args = cls_parse_args(job.argv)
-        assert (args.dataset, args.linear_probe, args.input_size) == (dataset, recipe == "linear_probe", 224)
+        assert (args.dataset, args.linear_probe, args.input_size) == (dataset, recipe != "finetune", 224)
+        assert args.fixed_feature == (recipe == "fixed_feature")
         assert args.finetune == str(jobs[job.depends_on].run_dir / "weights.pth") and args.seed == job.seed
         assert args.epochs >= 100 and args.data_path == f"data/{dataset}"
     backbones = {}

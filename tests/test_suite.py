@@ -197,7 +197,7 @@ def test_demo_matrix_is_what_the_demo_ran(tmp_path):
     assert [j.key for j in suite.jobs if j.stage == "pretrain"] == ["pretrain/no_dropout/seed0",
                                                                     "pretrain/early_dropout/seed0"]
     assert {j.key.rsplit("/", 2)[0] for j in suite.jobs if j.is_transfer} == {
-        "det/demo", "seg/demo", "cls/finetune/transfer", "cls/linear_probe/transfer"}
+        "det/demo", "seg/demo", "cls/finetune/transfer", "cls/linear_probe/transfer", "cls/fixed_feature/transfer"}
     early = suite.by_key()["pretrain/early_dropout/seed0"].argv
     assert " ".join(early).count("--dropout 0.1 --drop_mode early --drop_schedule linear --cutoff_epoch 3") == 1
     assert "--diag_every" in early and all(j.resources.gpus_per_job == 0 for j in suite.jobs)

@@ -30,6 +30,14 @@ PETS_BREEDS = [("Abyssinian", 1), ("american_bulldog", 2), ("american_pit_bull_t
 STL10_NAMES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 FOOD101_NAMES = ["apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "beef_tartare", "beet_salad"]
 DTD_NAMES = ["banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked"]
+# ClassName.txt lines (one nested scene category, as SUN397 has: its label joins both folders).
+SUN397_NAMES = ["/a/abbey", "/a/airplane_cabin", "/a/apartment_building/outdoor", "/a/airport_terminal",
+                "/a/alley", "/a/amphitheater"]
+CARS_NAMES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012",
+              "Acura TL Type-S 2008", "Acura TSX Sedan 2012", "Acura Integra Type R 2001"]
+AIRCRAFT_VARIANTS = ["707-320", "727-200", "737-200", "737-300", "737-400", "737-500"]
+BIRDSNAP_SPECIES = ["Acadian_Flycatcher", "Acorn_Woodpecker", "Alder_Flycatcher", "Allens_Hummingbird",
+                    "Altamira_Oriole", "American_Avocet"]
 
 
 def palette(n_classes: int) -> np.ndarray:
@@ -213,5 +221,177 @@ def write_dtd(root, *, num_classes=3, train_per_class=4, test_per_class=2, val_p
     return _info(root, num_classes, sizes["train"], sizes["test"], names, val=sizes["val"])
 
 
+# ---- SUN397: SUN397/<letter>/<category>/sun_*.jpg, ClassName.txt, Training_01/Testing_01.txt --
+
+def write_sun397(root, *, num_classes=3, train_per_class=4, test_per_class=2, size=32, seed=0) -> Dict:
+    """Each category also holds an image in neither list of partition 1 (SUN397 has
+    about 108k images; the partitions use 100 a class)."""
+    root, rng = Path(root), np.random.default_rng(seed)
+    folder = root / "SUN397"
+    names = SUN397_NAMES[:num_classes]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ClassName.txt").write_text("".join(f"{n}\n" for n in names))
+    for split, per_class in (("Training", train_per_class), ("Testing", test_per_class), (None, 1)):
+        images, y = _images(num_classes, per_class, size, rng)
+        lines = []
+        for image, label in zip(images, y):
+            rel = f"{names[label]}/sun_{''.join(rng.choice(list('abcdefghijklmnopqrstuvwxyz'), 16))}.jpg"
+            _save_jpg(folder / rel.lstrip("/"), image)
+            lines.append(rel)
+        for partition in range(1, 11) if split else ():  # Partitions.zip: ten of each
+            (folder / f"{split}_{partition:02d}.txt").write_text("".join(f"{p}\n" for p in lines))
+    return _info(root, num_classes, num_classes * train_per_class, num_classes * test_per_class,
+                 [n[3:] for n in names])
+
+
+# ---- Stanford Cars: cars_{train,test}/<id>.jpg + devkit .mat structs (1-based classes) -------
+
+def _annotation_struct(fnames: List[str], classes: List[int]) -> np.ndarray:
+    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname"]
+    out = np.zeros((1, len(fnames)), dtype=[(f, "O") for f in fields])
+    for i, (fname, cls) in enumerate(zip(fnames, classes)):
+        out[0, i] = (np.uint8(1), np.uint8(1), np.uint8(20), np.uint8(20), np.uint8(cls), fname)
+    return out
+
+
+def write_stanford_cars(root, *, num_classes=3, train_per_class=4, test_per_class=2, size=32, seed=0) -> Dict:
+    root, rng = Path(root), np.random.default_rng(seed)
+    folder = root / "stanford_cars"
+    (folder / "devkit").mkdir(parents=True, exist_ok=True)
+    names = CARS_NAMES[:num_classes]
+    savemat(folder / "devkit" / "cars_meta.mat", {"class_names": np.array([names], dtype=object)})
+    for split, per_class, annos in (("train", train_per_class, folder / "devkit" / "cars_train_annos.mat"),
+                                    ("test", test_per_class, folder / "cars_test_annos_withlabels.mat")):
+        images, y = _images(num_classes, per_class, size, rng)
+        order = rng.permutation(len(y))  # annotations are not sorted by class
+        fnames = [f"{i + 1:05d}.jpg" for i in range(len(y))]
+        for fname, k in zip(fnames, order):
+            _save_jpg(folder / f"cars_{split}" / fname, images[k])
+        savemat(annos, {"annotations": _annotation_struct(fnames, [int(y[k]) + 1 for k in order])})
+    return _info(root, num_classes, num_classes * train_per_class, num_classes * test_per_class, names)
+
+
+# ---- FGVC Aircraft: data/images/<id>.jpg + images_variant_<split>.txt ("<id> <variant>") ------
+
+def write_fgvc_aircraft(root, *, num_classes=3, train_per_class=4, test_per_class=2, val_per_class=1, size=32,
+                        seed=0) -> Dict:
+    root, rng = Path(root), np.random.default_rng(seed)
+    data = root / "fgvc-aircraft-2013b" / "data"
+    names = AIRCRAFT_VARIANTS[:num_classes]
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "variants.txt").write_text("".join(f"{n}\n" for n in names))
+    next_id, sizes, lists = 1025794, {}, {}
+    for split, per_class in (("train", train_per_class), ("val", val_per_class), ("test", test_per_class)):
+        images, y = _images(num_classes, per_class, size, rng)
+        lists[split] = []
+        for image, label in zip(images, y):
+            next_id += 1
+            _save_jpg(data / "images" / f"{next_id:07d}.jpg", image)
+            lists[split].append(f"{next_id:07d} {names[label]}")
+        sizes[split] = len(y)
+    lists["trainval"] = lists["train"] + lists["val"]
+    for split, lines in lists.items():
+        (data / f"images_variant_{split}.txt").write_text("".join(f"{line}\n" for line in lines))
+    return _info(root, num_classes, sizes["train"], sizes["test"], names, val=sizes["val"])
+
+
+# ---- Caltech-101: caltech101/101_ObjectCategories/<class>/image_<k>.jpg, 101 + background ----
+
+def write_caltech101(root, *, num_classes=101, train_per_class=30, test_per_class=2, size=16, seed=0) -> Dict:
+    """The protocol needs all 101 classes and 30 training images a class: the
+    fixture has them, small. ``train_per_class`` is what the split takes (30)."""
+    root, rng = Path(root), np.random.default_rng(seed)
+    folder = root / "caltech101" / "101_ObjectCategories"
+    names = [f"category_{k:03d}" for k in range(num_classes)]
+    images, y = _images(num_classes, train_per_class + test_per_class, size, rng)
+    counts = {}
+    for image, label in zip(images, y):
+        counts[label] = counts.get(label, 0) + 1
+        _save_jpg(folder / names[label] / f"image_{counts[label]:04d}.jpg", image)
+    for k in range(3):  # not a class: torchvision leaves it out
+        _save_jpg(folder / "BACKGROUND_Google" / f"image_{k + 1:04d}.jpg", images[k])
+    return _info(root, num_classes, num_classes * train_per_class, num_classes * test_per_class, names)
+
+
+# ---- VOC 2007: VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main} ----------------------
+
+VOC_NAMES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+             "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+
+
+def _voc_xml(file: str, size: int, objects) -> str:
+    objs = "".join(
+        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>{int(difficult)}</difficult><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>{size - 2}</xmax>"
+        f"<ymax>{size - 2}</ymax></bndbox></object>" for name, difficult in objects)
+    return (f"<annotation><folder>VOC2007</folder><filename>{file}</filename><source><database>The VOC2007 "
+            f"Database</database></source><size><width>{size}</width><height>{size}</height><depth>3</depth>"
+            f"</size><segmented>0</segmented>{objs}</annotation>\n")
+
+
+def write_voc2007(root, *, num_classes=3, train_per_class=4, test_per_class=2, val_per_class=1, size=32,
+                  seed=0) -> Dict:
+    """Each image: one non-difficult object of its class k (the image's colour);
+    every other image adds a difficult-only object of class k+1 (target -1) and
+    every third one a non-difficult object of class k+2 (target 1). ``targets``:
+    {image id: the 20 expected entries}."""
+    root, rng = Path(root), np.random.default_rng(seed)
+    voc = root / "VOCdevkit" / "VOC2007"
+    (voc / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    sizes, targets, lists, next_id = {}, {}, {}, 0
+    for split, per_class in (("train", train_per_class), ("val", val_per_class), ("test", test_per_class)):
+        images, y = _images(num_classes, per_class, size, rng)
+        lists[split] = []
+        for image, label in zip(images, y):
+            next_id += 1
+            image_id = f"{next_id:06d}"
+            objects, target = [(VOC_NAMES[label], False)], [0] * 20
+            target[label] = 1
+            if next_id % 2 == 0:
+                objects.append((VOC_NAMES[label + 1], True))
+                target[label + 1] = -1
+            if next_id % 3 == 0:
+                objects.append((VOC_NAMES[label + 2], False))
+                target[label + 2] = 1
+            _save_jpg(voc / "JPEGImages" / f"{image_id}.jpg", image)
+            (voc / "Annotations").mkdir(exist_ok=True)
+            (voc / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(f"{image_id}.jpg", size, objects))
+            lists[split].append(image_id)
+            targets[image_id] = target
+        sizes[split] = len(y)
+    lists["trainval"] = lists["train"] + lists["val"]
+    for split, ids in lists.items():
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return _info(root, num_classes, sizes["train"], sizes["test"], VOC_NAMES, val=sizes["val"], targets=targets,
+                 order={split: lists[split] for split in ("train", "val", "test")})
+
+
+# ---- Birdsnap: images/<species>/<file>.jpg (get_birdsnap.py's download) + test_images.txt ----
+
+def write_birdsnap(root, *, num_classes=3, train_per_class=4, test_per_class=2, size=32, seed=0) -> Dict:
+    """test_images.txt also lists an image that is not on disk (Birdsnap's images
+    come from Flickr URLs, some of them gone)."""
+    root, rng = Path(root), np.random.default_rng(seed)
+    folder = root / "birdsnap"
+    names = BIRDSNAP_SPECIES[:num_classes]
+    test_list, rows = [], []
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        images, y = _images(num_classes, per_class, size, rng)
+        for image, label in zip(images, y):
+            rel = f"{names[label]}/{int(rng.integers(10**8, 10**9))}.jpg"
+            _save_jpg(folder / "images" / rel, image)
+            rows.append(f"https://farm.staticflickr.com/{rel}\t0\t{rel}\t{label + 1}")
+            if split == "test":
+                test_list.append(rel)
+    test_list.append(f"{names[0]}/gone_from_flickr.jpg")
+    (folder / "test_images.txt").write_text("path\n" + "".join(f"{p}\n" for p in test_list))
+    (folder / "images.txt").write_text("url\tmd5\tpath\tspecies_id\n" + "".join(f"{r}\n" for r in rows))
+    (folder / "species.txt").write_text("id\tcommon\tscientific\tdir\n" + "".join(
+        f"{k + 1}\t{n.replace('_', ' ')}\t-\t{n}\n" for k, n in enumerate(names)))
+    return _info(root, num_classes, num_classes * train_per_class, num_classes * test_per_class, sorted(names))
+
+
 WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100, "flowers102": write_flowers102,
-           "pets": write_pets, "stl10": write_stl10, "food101": write_food101, "dtd": write_dtd}
+           "pets": write_pets, "stl10": write_stl10, "food101": write_food101, "dtd": write_dtd,
+           "sun397": write_sun397, "stanford_cars": write_stanford_cars, "fgvc_aircraft": write_fgvc_aircraft,
+           "caltech101": write_caltech101, "voc2007": write_voc2007, "birdsnap": write_birdsnap}

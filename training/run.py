@@ -199,6 +199,14 @@ class TrainingRun:
         """Called after every update with the number of the next one (e.g. diagnostics)."""
         return None
 
+    def validation_metrics(self, model: nn.Module, ctx: RunContext) -> dict:
+        """The metrics of ``model`` on the validation loader (``top1`` among them)."""
+        return evaluate(model, ctx.data.val_loader, ctx.device, ctx.amp_dtype)
+
+    def loss_function(self, ctx: RunContext) -> Optional[nn.Module]:
+        """The training loss when a kind of run has its own (None: the recipe's)."""
+        return None
+
     def forward_module(self, ctx: RunContext) -> nn.Module:
         """What training and validation call on a batch of the loaders (a probe on
         cached features: the classifier alone). Checkpoints always hold ``ctx.model``."""
@@ -290,7 +298,7 @@ class TrainingRun:
 
     def evaluate_only(self, ctx: RunContext) -> dict:
         """``--eval``: measure the loaded weights; records go beside, not over, a training run's."""
-        metrics = evaluate(ctx.model, ctx.data.val_loader, ctx.device, ctx.amp_dtype)
+        metrics = self.validation_metrics(ctx.model, ctx)
         if D.is_main():
             print(json.dumps(metrics))
             save_config(self.args, ctx.out / EVAL_CONFIG)
@@ -334,6 +342,7 @@ class TrainingRun:
             criterion = LabelSmoothingCrossEntropy(smoothing=args.smoothing)
         else:
             criterion = nn.CrossEntropyLoss()
+        criterion = self.loss_function(ctx) or criterion
         lr_schedule = CosineSchedule(args.lr, args.min_lr, ctx.total_iters,
                                      warmup_iters=int(round(args.warmup_epochs * ctx.iters_per_epoch)))
         wd_end = args.weight_decay if args.weight_decay_end is None else args.weight_decay_end
@@ -405,8 +414,8 @@ class TrainingRun:
         return metrics
 
     def _validate(self, ctx: RunContext):
-        val = evaluate(self.forward_module(ctx), ctx.data.val_loader, ctx.device, ctx.amp_dtype)
-        ema_val = evaluate(ctx.ema.module, ctx.data.val_loader, ctx.device, ctx.amp_dtype) if ctx.ema else None
+        val = self.validation_metrics(self.forward_module(ctx), ctx)
+        ema_val = self.validation_metrics(ctx.ema.module, ctx) if ctx.ema else None
         return val, ema_val
 
     def _load_resume(self, ctx: RunContext, resume: Path) -> dict:
