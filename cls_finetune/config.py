@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--probe_features", default="per_step", choices=("per_step", "cached"),
                    help="linear probe: per_step runs the frozen backbone on every augmented batch; cached "
                    "computes each image's features once (no augmentation, eval mode) and trains the head on them")
+    g.add_argument("--probe_bn", type=_bool, nargs="?", const=True, default=True,
+                   help="linear probe: a BatchNorm without affine before the new head, normalising the frozen "
+                   "features (MAE's main_linprobe.py); false: the linear head alone")
     g.add_argument("--num_classes", type=int, default=0,
                    help="classes of the new head; 0 = the dataset's (a different number is an error)")
     # Fine-tuning recipe (see cls_configs/_base_/finetune.yaml): the model comes from the checkpoint.
