@@ -1,5 +1,5 @@
-"""The suite file: what it may hold, checked in full before anything runs, and the
-jobs it expands to.
+"""The suite file: what it may hold (the section dataclasses: the schema), checked in
+full before anything runs (``read_suite_file``), and the jobs it expands to (``expand``).
 
 Every mistake is a ``SuiteError`` naming the file and the key (``pretrain.architectures.vit_tiny``,
 ``det.tasks.mask-rcnn_1x``, ...). Paths of presets and configs are relative to the
@@ -9,13 +9,15 @@ the working directory, as for the entry points themselves.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from backbones.errors import UserError
+from common.errors import UserError
+from common.files import read_yaml_mapping
+from common.names import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "pretrain_configs"
@@ -23,12 +25,6 @@ PRESETS = REPO / "pretrain_configs"
 STAGES = ("pretrain", "det", "seg", "cls")
 TRANSFER_STAGES = ("det", "seg", "cls")
 TOP_KEYS = ("output_root", "resources", *STAGES)
-STAGE_KEYS = {
-    "pretrain": ("architectures", "seeds", "data", "flags", "resources"),
-    "det": ("tasks", "seeds", "data", "cfg_options", "pretrain_seed", "resources"),
-    "seg": ("tasks", "seeds", "data", "cfg_options", "pretrain_seed", "resources"),
-    "cls": ("recipes", "datasets", "architectures", "seeds", "data", "flags", "pretrain_seed", "resources"),
-}
 RESOURCE_KEYS = ("gpus_per_job", "nodes", "cpus_per_task", "time", "partition", "mem_gb", "account", "qos",
                  "constraint", "array_parallelism")
 # What the suite itself sets on every job; a suite file may not set it through flags or cfg_options.
@@ -62,14 +58,7 @@ _SuiteLoader.add_implicit_resolver(
 
 
 def read_suite_yaml(path: Path) -> dict:
-    try:
-        spec = yaml.load(path.read_text(), Loader=_SuiteLoader) or {}
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"suite file {path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(spec, dict):
-        raise SuiteError(f"suite file {path}: expected a mapping of {', '.join(TOP_KEYS)}, "
-                         f"not a {type(spec).__name__}")
-    return spec
+    return read_yaml_mapping(path, f"suite file {path}", ", ".join(TOP_KEYS), SuiteError, _SuiteLoader)
 
 
 @dataclass(frozen=True)
@@ -175,15 +164,95 @@ def parse_time(value, where: str) -> int:
     return minutes
 
 
-class _Reader:
-    """Checks one suite file; every message starts with the file and the key."""
+# ---- the schema: what a suite file may hold, one dataclass per section -------------------------
+#
+# A field is a key of its section (the known keys are the field names); ``_key(check)``
+# names the ``_Checker`` method that reads and checks its value. Field order is check order.
+# Dataclasses rather than pydantic or jsonschema: the schema needs no new dependency, and
+# those libraries' multi-line messages would have to be rewritten into one line naming the key.
+
+def _key(check: str, **options):
+    """A section key read by ``_Checker.<check>(value, where, read=..., **options)``."""
+    return field(metadata={"check": check, **options})
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """One entry of ``pretrain.architectures.<arch>``: a preset, its own flags, and
+    whether transfer stages start from it."""
+    name: str
+    arch: str
+    preset: Path
+    flags: List[str]
+    transfer: bool = True     # false: ImageNet only, no transfer stage starts from it
+
+
+@dataclass(frozen=True)
+class PretrainSection:
+    architectures: List[Pretraining] = _key("pretrainings")
+    seeds: List[int] = _key("seeds")
+    data: Optional[Path] = _key("data")
+    flags: List[str] = _key("flags")
+    resources: Resources = _key("resources")
+
+
+@dataclass(frozen=True)
+class DetSegSection:
+    tasks: Dict[str, Dict[str, Path]] = _key("tasks")   # task -> architecture -> config
+    seeds: List[int] = _key("seeds")
+    data: Optional[Path] = _key("data")
+    cfg_options: List[str] = _key("cfg_options")
+    pretrain_seed: int = _key("pretrain_seed")
+    resources: Resources = _key("resources")
+
+
+@dataclass(frozen=True)
+class ClsSection:
+    recipes: Dict[str, List[Path]] = _key("configs", holds="recipe: config")
+    datasets: Dict[str, List[Path]] = _key("configs", holds="dataset: config")
+    architectures: List[str] = _key("architectures")
+    seeds: List[int] = _key("seeds")
+    data: Dict[str, Optional[Path]] = _key("data_per_dataset")  # dataset -> its data folder
+    flags: List[str] = _key("flags")
+    pretrain_seed: int = _key("pretrain_seed")
+    resources: Resources = _key("resources")
+
+
+SECTIONS = {"pretrain": PretrainSection, "det": DetSegSection, "seg": DetSegSection, "cls": ClsSection}
+STAGE_KEYS = {stage: tuple(f.name for f in fields(cls)) for stage, cls in SECTIONS.items()}
+
+
+@dataclass(frozen=True)
+class SuiteFile:
+    """A suite file, read and checked in full (``read_suite_file``); ``expand`` makes its jobs."""
+    path: Path
+    output_root: Path
+    stages: Dict[str, object]  # stage -> its section, in STAGES order; pretrain always present
+
+
+# ---- reading and checking ---------------------------------------------------------------------
+
+class _Checker:
+    """Reads the values of one suite file; every message starts with the file and the key."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.defaults: dict = {}            # the top-level resources
+        self.pretrain: Optional[PretrainSection] = None
 
     def fail(self, where: str, message: str):
         raise SuiteError(f"suite file {self.path}: {where}: {message}" if where else
                          f"suite file {self.path}: {message}")
+
+    def section(self, cls, value, where: str):
+        """A section dataclass from its mapping: every field through its check, in order."""
+        raw = self.mapping(value, where, [f.name for f in fields(cls)])
+        read: dict = {}
+        for f in fields(cls):
+            check = getattr(self, f.metadata["check"])
+            options = {k: v for k, v in f.metadata.items() if k != "check"}
+            read[f.name] = check(raw.get(f.name), f"{where}.{f.name}", read=read, **options)
+        return cls(**read)
 
     def mapping(self, value, where: str, known: Optional[Sequence[str]] = None, holds: str = "") -> dict:
         if not isinstance(value, dict) or not value:
@@ -200,7 +269,7 @@ class _Reader:
             self.fail(where, f"{value!r} is not a usable name (letters, digits, _ . + -; it names run dirs)")
         return value
 
-    def seeds(self, value, where: str) -> List[int]:
+    def seeds(self, value, where: str, **_) -> List[int]:
         if value is None:
             return [0]
         if (not isinstance(value, list) or not value
@@ -218,7 +287,7 @@ class _Reader:
             self.fail(where, f"expected a list of strings or numbers, not {value!r}")
         return [str(v) for v in value]
 
-    def flags(self, value, where: str) -> List[str]:
+    def flags(self, value, where: str, **_) -> List[str]:
         flags = self.strings(value, where)
         for f in flags:
             if f.split("=")[0] in OWNED_FLAGS:
@@ -226,7 +295,7 @@ class _Reader:
                                  "starting checkpoint)")
         return flags
 
-    def cfg_options(self, value, where: str) -> List[str]:
+    def cfg_options(self, value, where: str, **_) -> List[str]:
         options = self.strings(value, where)
         for o in options:
             key = o.split("=", 1)[0]
@@ -244,15 +313,25 @@ class _Reader:
             self.fail(where, f"{what} {value} does not exist")
         return path
 
-    def data(self, value, where: str) -> Optional[Path]:
+    def data(self, value, where: str, **_) -> Optional[Path]:
         if value is None:
             return None
         if not isinstance(value, str) or not value:
             self.fail(where, f"expected a data folder, not {value!r}")
         return Path(value).absolute()
 
-    def resources(self, value, where: str, defaults: dict) -> Resources:
-        merged = {**defaults, **(self.mapping(value, where, RESOURCE_KEYS) if value is not None else {})}
+    def data_per_dataset(self, value, where: str, read: dict, **_) -> Dict[str, Optional[Path]]:
+        """One folder for every dataset, or {dataset: folder}."""
+        datasets = read["datasets"]
+        if not isinstance(value, dict):
+            return dict.fromkeys(datasets, self.data(value, where))
+        for name in value:
+            if name not in datasets:
+                self.fail(where, f"{name!r} is not among cls.datasets ({', '.join(datasets)})")
+        return {name: self.data(value.get(name), f"{where}.{name}") for name in datasets}
+
+    def resources(self, value, where: str, **_) -> Resources:
+        merged = {**self.defaults, **(self.mapping(value, where, RESOURCE_KEYS) if value is not None else {})}
         out = {}
         for key in ("gpus_per_job", "nodes", "cpus_per_task", "array_parallelism"):
             if key in merged:
@@ -278,52 +357,105 @@ class _Reader:
             self.fail(where, f"a CPU job (gpus_per_job 0) runs as one task on one node, not {res.nodes}")
         return res
 
+    def pretrainings(self, value, where: str, **_) -> List[Pretraining]:
+        archs = self.mapping(value, where, holds="architecture: [preset, ...]")
+        runs: List[Pretraining] = []
+        for arch, entries in archs.items():
+            at = f"{where}.{arch}"
+            self.name(arch, at)
+            if not isinstance(entries, list) or not entries:
+                self.fail(at, "expected a list of presets (names in pretrain_configs/) or "
+                              "{name, preset, flags, transfer}")
+            for entry in entries:
+                if isinstance(entry, str):
+                    entry = {"preset": entry}
+                entry = self.mapping(entry, at, ("name", "preset", "flags", "transfer"),
+                                     "name, preset, flags, transfer")
+                preset = entry.get("preset")
+                if not isinstance(preset, str) or not (PRESETS / f"{preset}.yaml").is_file():
+                    self.fail(at, f"no preset {preset!r} (pretrain_configs/{preset}.yaml does not exist)")
+                name = self.name(entry.get("name", preset), f"{at}.name")
+                if any(run.name == name for run in runs):
+                    self.fail(at, f"pretraining {name!r} is listed twice (give one of them another name:)")
+                transfer = entry.get("transfer", True)
+                if not isinstance(transfer, bool):
+                    self.fail(f"{at}.{name}.transfer", f"expected true or false, not {transfer!r}")
+                runs.append(Pretraining(name, arch, PRESETS / f"{preset}.yaml",
+                                        self.flags(entry.get("flags"), f"{at}.{name}.flags"), transfer))
+        return runs
 
-@dataclass
-class _Pretraining:
-    name: str
-    arch: str
-    preset: Path
-    flags: List[str]
-    transfer: bool = True     # false: ImageNet only, no transfer stage starts from it
+    def known_archs(self, listed, where: str) -> None:
+        archs = {run.arch for run in self.pretrain.architectures}
+        for arch in listed:
+            if arch not in archs:
+                self.fail(where, f"architecture {arch!r} has no pretraining in the file "
+                                 f"(pretrain.architectures: {', '.join(sorted(archs))})")
+
+    def tasks(self, value, where: str, **_) -> Dict[str, Dict[str, Path]]:
+        tasks = self.mapping(value, where, holds="task: {architecture: config}")
+        out = {}
+        for task, per_arch in tasks.items():
+            self.name(task, where)
+            configs = self.mapping(per_arch, f"{where}.{task}", holds="architecture: config")
+            self.known_archs(configs, f"{where}.{task}")
+            out[task] = {arch: self.file(cfg, f"{where}.{task}.{arch}", "config") for arch, cfg in configs.items()}
+        return out
+
+    def configs(self, value, where: str, holds: str, **_) -> Dict[str, List[Path]]:
+        """name -> config files (one path or a list, merged left to right)."""
+        out = {}
+        for name, paths in self.mapping(value, where, holds=holds).items():
+            self.name(name, where)
+            paths = paths if isinstance(paths, list) else [paths]
+            out[name] = [self.file(p, f"{where}.{name}", "config") for p in paths]
+        return out
+
+    def architectures(self, value, where: str, **_) -> List[str]:
+        if value is None:
+            return sorted({run.arch for run in self.pretrain.architectures})
+        if not isinstance(value, list) or not value:
+            self.fail(where, f"expected a list of architectures of pretrain, not {value!r}")
+        self.known_archs(value, where)
+        return value
+
+    def pretrain_seed(self, value, where: str, **_) -> int:
+        seeds = self.pretrain.seeds
+        seed = seeds[0] if value is None else value
+        if seed not in seeds:
+            self.fail(where, f"seed {seed!r} is not among pretrain.seeds {seeds}")
+        return seed
 
 
-def _pretrainings(r: _Reader, section: dict) -> List[_Pretraining]:
-    archs = r.mapping(section.get("architectures"), "pretrain.architectures",
-                      holds="architecture: [preset, ...]")
-    runs: List[_Pretraining] = []
-    for arch, entries in archs.items():
-        where = f"pretrain.architectures.{arch}"
-        r.name(arch, where)
-        if not isinstance(entries, list) or not entries:
-            r.fail(where, "expected a list of presets (names in pretrain_configs/) or {name, preset, flags, transfer}")
-        for entry in entries:
-            if isinstance(entry, str):
-                entry = {"preset": entry}
-            entry = r.mapping(entry, where, ("name", "preset", "flags", "transfer"), "name, preset, flags, transfer")
-            preset = entry.get("preset")
-            if not isinstance(preset, str) or not (PRESETS / f"{preset}.yaml").is_file():
-                r.fail(where, f"no preset {preset!r} (pretrain_configs/{preset}.yaml does not exist)")
-            name = r.name(entry.get("name", preset), f"{where}.name")
-            if any(run.name == name for run in runs):
-                r.fail(where, f"pretraining {name!r} is listed twice (give one of them another name:)")
-            transfer = entry.get("transfer", True)
-            if not isinstance(transfer, bool):
-                r.fail(f"{where}.{name}.transfer", f"expected true or false, not {transfer!r}")
-            runs.append(_Pretraining(name, arch, PRESETS / f"{preset}.yaml",
-                                     r.flags(entry.get("flags"), f"{where}.{name}.flags"), transfer))
-    return runs
+def read_suite_file(path, output_root: Optional[str] = None) -> SuiteFile:
+    """A suite file read and checked in full: the first mistake is a ``SuiteError``
+    naming the file and the key. ``output_root`` overrides the file's (tests, demo)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"suite file {path} does not exist")
+    spec = read_suite_yaml(path)
+    c = _Checker(path)
+    unknown = [k for k in spec if k not in TOP_KEYS]
+    if unknown:
+        c.fail("", f"unknown stage or key {unknown[0]!r} (known: {', '.join(TOP_KEYS)})")
+    root = output_root or spec.get("output_root")
+    if not isinstance(root, str) or not root:
+        c.fail("output_root", f"expected the folder the run dirs go under, not {root!r}")
+    if spec.get("resources") is not None:
+        c.defaults = c.mapping(spec["resources"], "resources", RESOURCE_KEYS)
+    listed = [stage for stage in STAGES if stage in spec]
+    if not listed:
+        c.fail("", f"no stage (expected some of {', '.join(STAGES)})")
+    if "pretrain" not in listed:
+        c.fail(listed[0], "transfer stages start from pretraining runs, and the file has no pretrain stage")
+    stages = {}
+    for stage in listed:  # pretrain first: the transfer stages are checked against it
+        stages[stage] = c.section(SECTIONS[stage], spec[stage], stage)
+        if stage == "pretrain":
+            c.pretrain = stages[stage]
+    return SuiteFile(path, Path(root).absolute(), stages)
 
 
-def _path_mapping(r: _Reader, value, where: str, what: str, holds: str) -> Dict[str, List[Path]]:
-    """name -> config files (one path or a list, merged left to right)."""
-    out = {}
-    for name, paths in r.mapping(value, where, holds=holds).items():
-        r.name(name, where)
-        paths = paths if isinstance(paths, list) else [paths]
-        out[name] = [r.file(p, f"{where}.{name}", what) for p in paths]
-    return out
-
+# ---- the jobs ---------------------------------------------------------------------------------
 
 def _det_seg_data_options(stage: str, root: Path) -> List[str]:
     """cfg-options pointing a det_configs/ or seg_configs/ file at a data folder (COCO or ADE20K layout)."""
@@ -335,122 +467,65 @@ def _det_seg_data_options(stage: str, root: Path) -> List[str]:
     return [f"{k}.dataset.data_root={root}" for k in loaders]
 
 
-def load_suite(path, output_root: Optional[str] = None) -> Suite:
-    """Read and check a suite file; every job of its matrix, pretraining first.
-    ``output_root`` overrides the file's (tests, demo)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist")
-    spec = read_suite_yaml(path)
-    r = _Reader(path)
-    unknown = [k for k in spec if k not in TOP_KEYS]
-    if unknown:
-        r.fail("", f"unknown stage or key {unknown[0]!r} (known: {', '.join(TOP_KEYS)})")
-    root = output_root or spec.get("output_root")
-    if not isinstance(root, str) or not root:
-        r.fail("output_root", f"expected the folder the run dirs go under, not {root!r}")
-    suite = Suite(path=path, output_root=Path(root).absolute())
-    defaults = r.mapping(spec["resources"], "resources", RESOURCE_KEYS) if spec.get("resources") is not None else {}
-    sections = {}
-    for stage in STAGES:
-        if stage in spec:
-            sections[stage] = r.mapping(spec[stage], stage, STAGE_KEYS[stage])
-    if not sections:
-        r.fail("", f"no stage (expected some of {', '.join(STAGES)})")
-    if "pretrain" not in sections:
-        r.fail(next(iter(sections)), "transfer stages start from pretraining runs, and the file has no "
-                                     "pretrain stage")
+def _pretrain_key(run: Pretraining, seed: int) -> str:
+    return f"pretrain/{run.name}/seed{seed}"
 
-    pre = sections["pretrain"]
-    pretrainings = _pretrainings(r, pre)
-    pre_seeds = r.seeds(pre.get("seeds"), "pretrain.seeds")
-    pre_flags = r.flags(pre.get("flags"), "pretrain.flags")
-    pre_data = r.data(pre.get("data"), "pretrain.data")
-    resources = {stage: r.resources(sections[stage].get("resources"), f"{stage}.resources", defaults)
-                 for stage in sections}
-    weights: Dict[str, Path] = {}
-    for run in pretrainings:
-        for seed in pre_seeds:
-            key = f"pretrain/{run.name}/seed{seed}"
+
+def _starting_points(pre: PretrainSection, archs, seed: int):
+    """(pretraining run, its job's key) a transfer stage starts from."""
+    for run in pre.architectures:
+        if run.arch in archs and run.transfer:
+            yield run, _pretrain_key(run, seed)
+
+
+def expand(file: SuiteFile) -> Suite:
+    """Every job of a checked suite file, pretraining first (raises nothing)."""
+    suite = Suite(path=file.path, output_root=file.output_root)
+    pre: PretrainSection = file.stages["pretrain"]
+    for run in pre.architectures:
+        for seed in pre.seeds:
+            key = _pretrain_key(run, seed)
             out = suite.output_root / key
-            weights[key] = out / "weights.pth"
-            argv = ["--config", str(run.preset), *(["--data_path", str(pre_data)] if pre_data else []),
-                    *pre_flags, *run.flags, "--seed", str(seed), "--output_dir", str(out), "--resume", "auto"]
-            suite.jobs.append(Job(key, "pretrain", out, ENTRY["pretrain"], argv, resources["pretrain"], seed,
+            argv = ["--config", str(run.preset), *(["--data_path", str(pre.data)] if pre.data else []),
+                    *pre.flags, *run.flags, "--seed", str(seed), "--output_dir", str(out), "--resume", "auto"]
+            suite.jobs.append(Job(key, "pretrain", out, ENTRY["pretrain"], argv, pre.resources, seed,
                                   run.name, run.arch))
-    archs = {run.arch for run in pretrainings}
-
-    def starting_points(stage: str, section: dict, wanted_archs):
-        """(pretraining run, key of its job, its weights) a transfer stage starts from."""
-        seed = section.get("pretrain_seed", pre_seeds[0])
-        if seed not in pre_seeds:
-            r.fail(f"{stage}.pretrain_seed", f"seed {seed!r} is not among pretrain.seeds {pre_seeds}")
-        for run in pretrainings:
-            if run.arch in wanted_archs and run.transfer:
-                key = f"pretrain/{run.name}/seed{seed}"
-                yield run, key, weights[key]
-
-    def check_archs(stage: str, where: str, listed) -> None:
-        for arch in listed:
-            if arch not in archs:
-                r.fail(where, f"architecture {arch!r} has no pretraining in the file "
-                              f"(pretrain.architectures: {', '.join(sorted(archs))})")
-
+    weights = {j.key: j.run_dir / WEIGHTS for j in suite.jobs}
     for stage in ("det", "seg"):
-        if stage not in sections:
+        sec: Optional[DetSegSection] = file.stages.get(stage)
+        if sec is None:
             continue
-        sec = sections[stage]
-        tasks = r.mapping(sec.get("tasks"), f"{stage}.tasks", holds="task: {architecture: config}")
-        seeds = r.seeds(sec.get("seeds"), f"{stage}.seeds")
-        options = r.cfg_options(sec.get("cfg_options"), f"{stage}.cfg_options")
-        data = r.data(sec.get("data"), f"{stage}.data")
-        data_options = _det_seg_data_options(stage, data) if data else []
-        for task, per_arch in tasks.items():
-            r.name(task, f"{stage}.tasks")
-            configs = r.mapping(per_arch, f"{stage}.tasks.{task}", holds="architecture: config")
-            check_archs(stage, f"{stage}.tasks.{task}", configs)
-            config = {arch: r.file(cfg, f"{stage}.tasks.{task}.{arch}", "config") for arch, cfg in configs.items()}
-            for run, dep, ckpt in starting_points(stage, sec, configs):
-                for seed in seeds:
+        data_options = _det_seg_data_options(stage, sec.data) if sec.data else []
+        for task, config in sec.tasks.items():
+            for run, dep in _starting_points(pre, config, sec.pretrain_seed):
+                for seed in sec.seeds:
                     key = f"{stage}/{task}/{run.name}/seed{seed}"
                     out = suite.output_root / key
                     argv = [str(config[run.arch]), "--work-dir", str(out), "--resume", "--cfg-options",
-                            f"model.backbone.init_cfg.checkpoint={ckpt}", f"randomness.seed={seed}",
-                            *data_options, *options]
-                    suite.jobs.append(Job(key, stage, out, ENTRY[stage], argv, resources[stage], seed, run.name,
-                                          run.arch, task, dep, ckpt))
-
-    if "cls" in sections:
-        sec = sections["cls"]
-        recipes = _path_mapping(r, sec.get("recipes"), "cls.recipes", "config", "recipe: config")
-        datasets = _path_mapping(r, sec.get("datasets"), "cls.datasets", "config", "dataset: config")
-        seeds = r.seeds(sec.get("seeds"), "cls.seeds")
-        flags = r.flags(sec.get("flags"), "cls.flags")
-        wanted = sec.get("architectures", sorted(archs))
-        if not isinstance(wanted, list) or not wanted:
-            r.fail("cls.architectures", f"expected a list of architectures of pretrain, not {wanted!r}")
-        check_archs("cls", "cls.architectures", wanted)
-        data = sec.get("data")
-        if isinstance(data, dict):
-            for name in data:
-                if name not in datasets:
-                    r.fail("cls.data", f"{name!r} is not among cls.datasets ({', '.join(datasets)})")
-            data_of = {name: r.data(data.get(name), f"cls.data.{name}") for name in datasets}
-        else:
-            data_of = dict.fromkeys(datasets, r.data(data, "cls.data"))
-        for recipe, recipe_cfgs in recipes.items():
-            for dataset, dataset_cfgs in datasets.items():
-                for run, dep, ckpt in starting_points("cls", sec, wanted):
-                    for seed in seeds:
+                            f"model.backbone.init_cfg.checkpoint={weights[dep]}", f"randomness.seed={seed}",
+                            *data_options, *sec.cfg_options]
+                    suite.jobs.append(Job(key, stage, out, ENTRY[stage], argv, sec.resources, seed, run.name,
+                                          run.arch, task, dep, weights[dep]))
+    cls: Optional[ClsSection] = file.stages.get("cls")
+    if cls is not None:
+        for recipe, recipe_cfgs in cls.recipes.items():
+            for dataset, dataset_cfgs in cls.datasets.items():
+                for run, dep in _starting_points(pre, cls.architectures, cls.pretrain_seed):
+                    for seed in cls.seeds:
                         key = f"cls/{recipe}/{dataset}/{run.name}/seed{seed}"
                         out = suite.output_root / key
-                        d = data_of[dataset]
-                        argv = ["--config", *map(str, recipe_cfgs + dataset_cfgs), "--finetune", str(ckpt),
-                                *(["--data_path", str(d)] if d else []), *flags, "--seed", str(seed),
+                        data = cls.data[dataset]
+                        argv = ["--config", *map(str, recipe_cfgs + dataset_cfgs), "--finetune", str(weights[dep]),
+                                *(["--data_path", str(data)] if data else []), *cls.flags, "--seed", str(seed),
                                 "--output_dir", str(out), "--resume", "auto"]
-                        suite.jobs.append(Job(key, "cls", out, ENTRY["cls"], argv, resources["cls"], seed,
-                                              run.name, run.arch, f"{recipe}/{dataset}", dep, ckpt))
+                        suite.jobs.append(Job(key, "cls", out, ENTRY["cls"], argv, cls.resources, seed,
+                                              run.name, run.arch, f"{recipe}/{dataset}", dep, weights[dep]))
     return suite
+
+
+def load_suite(path, output_root: Optional[str] = None) -> Suite:
+    """Read and check a suite file, then its jobs (``read_suite_file``, ``expand``)."""
+    return expand(read_suite_file(path, output_root))
 
 
 def select(suite: Suite, only: Sequence[str] = ()) -> List[Job]:

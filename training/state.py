@@ -15,7 +15,6 @@ Only tensors and plain Python values are stored, so it loads with
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Optional
@@ -25,30 +24,15 @@ import torch
 import torch.distributed as dist
 
 from backbones.checkpoint import CheckpointError, read_checkpoint
+from common.files import atomic_write
+from common.names import CHECKPOINT_LAST
 
 from . import distributed as D
 
 
-def _atomically(path: Path, write) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never
-    leaves a half-written file under the real name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_save(obj, path: Path) -> None:
     """torch.save, atomically (checkpoints and exported weights)."""
-    _atomically(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """A text file, atomically: ``metrics.json`` marks a finished run for the sweep."""
-    _atomically(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_state() -> dict:
@@ -102,7 +86,7 @@ def gather_rng_states() -> list:
 
 
 def latest_checkpoint(output_dir: Path) -> Optional[Path]:
-    last = Path(output_dir) / "checkpoint-last.pth"
+    last = Path(output_dir) / CHECKPOINT_LAST
     return last if last.is_file() else None
 
 
