@@ -31,7 +31,8 @@ REFERENCES = {
         lr=1e-4, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=None, drop_path=0.2, epochs=36,
         milestones=(27, 33), warmup=(0.001, 1000), batch=2, pipeline=DETR_STYLE)),
     "convnext_3x": (MMDET + "configs/convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py (port of "
-                    "facebookresearch/ConvNeXt mask_rcnn_convnext_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco_in1k.py)",
+                    "facebookresearch/ConvNeXt object_detection/configs/convnext/"
+                    "mask_rcnn_convnext_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco_in1k.py)",
                     dict(lr=1e-4, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=("layer_wise", 0.95, 6),
                          drop_path=0.4, epochs=36, milestones=(27, 33), warmup=(0.001, 1000), batch=2,
                          pipeline=DETR_STYLE)),
@@ -173,7 +174,7 @@ def test_config_follows_its_references_except_where_marked(config):
 def test_config_names_its_references_and_says_why_it_differs(config):
     text = (REPO / config).read_text()
     header = text.split("_base_", 1)[0]
-    assert "Follows" in header or "settings of" in header, config
+    assert "follow" in header.lower() or "settings of" in header, config
     for key in (k for (c, k) in DELIBERATE if c == config):  # a comment on the line, or in the header
         words = {"drop_path": ("drop_path", "drop path"), "layer_decay": ("num_layers",)}[key]
         assert any("#" in line and any(w in line for w in words) for line in text.splitlines()), (config, key)

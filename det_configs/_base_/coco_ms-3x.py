@@ -4,7 +4,7 @@
 # Swin and ConvNeXt 3x recipes (facebookresearch/ConvNeXt object_detection/configs/convnext/
 # mask_rcnn_convnext_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco_in1k.py): AdamW lr 1e-4,
 # betas (0.9, 0.999), weight decay 0.05; 36 epochs, steps at 27 and 33; linear warmup from
-# 0.001 over 1000 iterations (ConvNeXt's own: 500); the DETR-style augmentation; batch 16.
+# 0.001 over 1000 iterations (ConvNeXt's repository: 500, mmdet 2.x's); the DETR-style augmentation; batch 16.
 _base_ = './coco_1x.py'
 
 # shorter side 480..800 step 32, longer side at most 1333

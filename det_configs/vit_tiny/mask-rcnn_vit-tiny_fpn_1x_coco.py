@@ -3,7 +3,8 @@
 # the published plain-ViT detection recipe at ViT-T's depth of 12 (facebookresearch/detectron2
 # projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py); there is none for ViT-T.
 # Deliberate differences from ViTDet: the 1x schedule instead of its 100-epoch large-scale
-# jitter at 1024x1024, and weight decay 0.05 instead of 0.1 (one schedule for every backbone).
+# jitter at 1024x1024 and weight decay 0.05 instead of 0.1 (one schedule for every backbone);
+# global attention in every block, as pretrained (ViTDet: windows in 8 of 12); fp32 unless --amp.
 # Start from a pretraining checkpoint: tools/train.py CONFIG --pretrained PATH.
 _base_ = ['../_base_/models/mask-rcnn_vit-tiny-fpn.py', '../_base_/coco_1x.py']
 model = dict(backbone=dict(drop_path=0.1))  # ViTDet ViT-B: 0.1
