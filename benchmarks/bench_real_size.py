@@ -1,7 +1,9 @@
 """Every shipped det/seg recipe config at its real input size, on this machine:
 two training iterations and a validation, from a paper-format checkpoint (a
-state dict under 'model', no meta), through tools/train.py with only the data
-root, the classes of the generated data and the loop length overridden.
+state dict under 'model', no meta), through mmdet's / mmseg's stock
+tools/train.py as a new user would run it (``--tool suite``: the suite's
+tools/train.py --pretrained), with only the data root, the classes of the
+generated data and the loop length overridden.
 
     .venv/bin/python benchmarks/bench_real_size.py                    # all nine configs
     .venv/bin/python benchmarks/bench_real_size.py --configs det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_1x_coco.py
@@ -20,7 +22,9 @@ go in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import runpy
 import sys
 import tempfile
 import time
@@ -126,20 +130,32 @@ def derived_config(config: str, data: dict, work: Path) -> Path:
     return path
 
 
-def child(config: str, work: Path, val_images: int) -> None:
-    """One config: tools/train.py in this process, then its timings from mmengine's scalars."""
+def train(tool: str, config: str, derived: Path, run_dir: Path, checkpoint: Path) -> None:
+    """tools/train.py of mmdet/mmseg (``stock``) or of the suite, in this process."""
+    if tool == "stock":
+        package = importlib.import_module("mmdet" if config.startswith("det_") else "mmseg")
+        script = Path(package.__file__).parent / ".mim/tools/train.py"
+        sys.argv = [str(script), str(derived), "--work-dir", str(run_dir),
+                    "--cfg-options", f"model.backbone.init_cfg.checkpoint={checkpoint}"]
+        runpy.run_path(str(script), run_name="__main__")
+        return
     sys.path.insert(0, str(Path(REPO) / "tools"))
-    import torch
     from train import main as train_main
-    data = prepare(work, val_images)
-    arch = Path(config).parent.name
-    run_dir = work / "runs" / Path(config).stem
-    derived = derived_config(config, data, work)
-    t0 = time.time()
-    rc = train_main([str(derived), "--work-dir", str(run_dir), "--pretrained", str(data["checkpoints"][arch])])
-    wall = time.time() - t0
+    rc = train_main([str(derived), "--work-dir", str(run_dir), "--pretrained", str(checkpoint)])
     if rc != 0:
         raise SystemExit(f"{config}: tools/train.py exited {rc}")
+
+
+def child(config: str, work: Path, val_images: int, tool: str) -> None:
+    """One config trained and validated in this process, then its timings from mmengine's scalars."""
+    import torch
+    data = prepare(work, val_images)
+    arch = Path(config).parent.name
+    run_dir = work / "runs" / tool / Path(config).stem
+    derived = derived_config(config, data, work)
+    t0 = time.time()
+    train(tool, config, derived, run_dir, data["checkpoints"][arch])
+    wall = time.time() - t0
     lines = [json.loads(line) for f in run_dir.glob("*/vis_data/scalars.json") for line in f.read_text().splitlines()]
     train = [r["time"] for r in lines if "loss" in r and "time" in r]
     val = [r for r in lines if any(k.startswith(("coco/", "mIoU")) for k in r)]
@@ -155,19 +171,21 @@ def main() -> None:
     p.add_argument("--configs", nargs="+", default=CONFIGS)
     p.add_argument("--work", help="data, checkpoints and run dirs (default: a temporary dir)")
     p.add_argument("--val_images", type=int, default=1)
+    p.add_argument("--tool", choices=("stock", "suite"), default="stock",
+                   help="mmdet's/mmseg's own tools/train.py (default) or the suite's (--pretrained)")
     p.add_argument("--child", help="(child) run one config")
     a = p.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="real_size_"))
     if a.child:
-        child(a.child, work, a.val_images)
+        child(a.child, work, a.val_images, a.tool)
         return
     print(header(f"det/seg configs at their real input size: {ITERS} training iterations (batch {BATCH}) "
-                 f"and {a.val_images} validation image(s) each, CPU"))
+                 f"and {a.val_images} validation image(s) each, CPU, {a.tool} tools/train.py"))
     prepare(work, a.val_images)
     print(f"{'config':<58}{'s/iter':>8}{'val s/img':>11}{'peak RSS':>10}  metrics")
     for config in a.configs:
-        r = run_child([Path(__file__), "--child", config, "--work", work, "--val_images", a.val_images],
-                      timeout=3600)
+        r = run_child([Path(__file__), "--child", config, "--work", work, "--val_images", a.val_images,
+                       "--tool", a.tool], timeout=3600)
         val = f"{r['val_s_per_image']:.1f}" if r["val_s_per_image"] is not None else "?"
         print(f"{Path(config).stem:<58}{r['s_per_iter']:>8.1f}{val:>11}{r['memory']['rss_mib'] / 1024:>8.1f} GiB"
               f"  {', '.join(r['metric_keys'])} (finished: {r['finished']}, {r['wall_s']:.0f} s in all)", flush=True)
