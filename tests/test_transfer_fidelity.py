@@ -173,7 +173,7 @@ def test_config_follows_its_references_except_where_marked(config):
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_config_names_its_references_and_says_why_it_differs(config):
     text = (REPO / config).read_text()
-    header = text.split("\n_base_", 1)[0]
+    header = text.split("\n_base_", 1)[0].replace("\n# ", " ")
     assert "follow" in header.lower() or "settings of" in header, config
     for key in (k for (c, k) in DELIBERATE if c == config):  # a comment on the line, or in the header
         words = {"drop_path": ("drop_path", "drop path"), "layer_decay": ("num_layers",)}[key]
