@@ -130,7 +130,7 @@ def derived_config(config: str, data: dict, work: Path) -> Path:
     return path
 
 
-def train(tool: str, config: str, derived: Path, run_dir: Path, checkpoint: Path) -> None:
+def run_train(tool: str, config: str, derived: Path, run_dir: Path, checkpoint: Path) -> None:
     """tools/train.py of mmdet/mmseg (``stock``) or of the suite, in this process."""
     if tool == "stock":
         package = importlib.import_module("mmdet" if config.startswith("det_") else "mmseg")
@@ -154,7 +154,7 @@ def child(config: str, work: Path, val_images: int, tool: str) -> None:
     run_dir = work / "runs" / tool / Path(config).stem
     derived = derived_config(config, data, work)
     t0 = time.time()
-    train(tool, config, derived, run_dir, data["checkpoints"][arch])
+    run_train(tool, config, derived, run_dir, data["checkpoints"][arch])
     wall = time.time() - t0
     lines = [json.loads(line) for f in run_dir.glob("*/vis_data/scalars.json") for line in f.read_text().splitlines()]
     train = [r["time"] for r in lines if "loss" in r and "time" in r]
