@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--probe_features", default="per_step", choices=("per_step", "cached"),
                    help="linear probe: per_step runs the frozen backbone on every augmented batch; cached "
                    "computes each image's features once (no augmentation, eval mode) and trains the head on them")
+    g.add_argument("--probe_bn", type=_bool, nargs="?", const=True, default=True,
+                   help="linear probe: a BatchNorm without affine before the new head, normalising the frozen "
+                   "features (MAE's main_linprobe.py); false: the linear head alone")
     f = p.add_argument_group("fixed-feature protocol (--fixed_feature; cls_finetune/fixed_feature.py)")
     f.add_argument("--fixed_feature", type=_bool, nargs="?", const=True, default=False,
                    help="Kornblith et al.'s fixed-feature protocol: frozen features computed once, L2-regularised "
@@ -74,6 +77,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if args.lbfgs_max_iter < 1:
             raise ConfigError(f"--lbfgs_max_iter {args.lbfgs_max_iter} must be at least 1")
         args.linear_probe, args.probe_features = True, "cached"  # the protocol: frozen features, computed once
+        args.probe_bn = False  # the protocol standardises the features itself; its head is one linear layer
     if args.dataset in MULTILABEL and (args.mixup > 0 or args.cutmix > 0 or args.smoothing > 0):
         raise ConfigError(f"--dataset {args.dataset} is multi-label (a sigmoid per class): set --mixup 0 "
                           "--cutmix 0 --smoothing 0 (they assume one label per image)")

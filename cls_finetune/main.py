@@ -31,7 +31,7 @@ from training.state import latest_checkpoint, load_training_checkpoint
 from .config import parse_args
 from .datasets import build_splits
 from .evaluation import MaskedBCEWithLogits, evaluate_transfer
-from .probe import FeatureBatches, extract_features
+from .probe import FeatureBatches, add_feature_norm, extract_features
 
 __all__ = ["FinetuneRun", "freeze_backbone", "linear_probe_mode", "new_head", "run", "main"]
 
@@ -113,13 +113,16 @@ class FinetuneRun(TrainingRun):
                               f"{len(splits.classes)} classes")
         new_head(model, len(splits.classes))
         if args.linear_probe:
+            if args.probe_bn:
+                add_feature_norm(model)
             freeze_backbone(model)
         train_loader, train_sampler, test_loader = make_loaders(args, splits.train, splits.test)
         return RunData(model, splits.classes, splits.train, train_loader, train_sampler, test_loader,
                        description=splits.description,
                        record={"dataset": args.dataset, "data_path": str(Path(args.data_path).resolve()),
                                "mode": self.mode, "test_images": len(splits.test),
-                               "probe_features": args.probe_features if args.linear_probe else None})
+                               "probe_features": args.probe_features if args.linear_probe else None,
+                               "probe_bn": args.probe_bn if args.linear_probe else None})
 
     def initial_weights(self, ctx: RunContext) -> Optional[dict]:
         args = self.args

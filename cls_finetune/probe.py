@@ -4,6 +4,10 @@ eval mode (the fixed-feature protocol of Kornblith et al., 2019), and the linear
 head is then trained on those tensors with the same optimizer, schedules,
 sampler and run records as the per-step probe. A per-step probe runs the
 backbone on every augmented batch of every epoch instead.
+
+Either way the head is, by default (``--probe_bn``), MAE's linear-probe head
+(facebookresearch/mae ``main_linprobe.py``): a BatchNorm without affine
+parameters (eps 1e-6) that normalises the frozen features, then the linear layer.
 """
 from __future__ import annotations
 
@@ -15,7 +19,17 @@ from torch.utils.data import DataLoader
 
 from training.data import EpochSampler
 
-__all__ = ["extract_features", "FeatureBatches"]
+__all__ = ["extract_features", "FeatureBatches", "add_feature_norm"]
+
+
+def add_feature_norm(model: nn.Module) -> None:
+    """Put a BatchNorm1d without affine (eps 1e-6, as MAE) in front of the model's
+    classifier, in the classifier's place, so that ``get_classifier()`` (what a
+    cached-feature probe trains) includes it."""
+    head = model.get_classifier()
+    parent_name, _, attr = next(n for n, m in model.named_modules() if m is head).rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, nn.Sequential(nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6), head))
 
 
 @torch.no_grad()

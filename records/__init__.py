@@ -30,8 +30,9 @@ What identifies a run (``RunRecord``; read from old and new records alike)
 * ``recipe``: training runs: ``"<epochs> ep"`` (classification:
   ``"<mode>, <epochs> ep"``, mode ``finetune``/``linear_probe``) identified by a
   fingerprint of every flag in ``config.yaml`` except architecture, drop
-  schedule, seed, paths and run control; det/seg: the config file name without
-  its pretraining variant (``mask-rcnn_vit-tiny_fpn_1x_coco``) and a fingerprint
+  schedule, seed, paths and run control; det/seg: the config file name (one
+  config per architecture and recipe, ``mask-rcnn_vit-tiny_fpn_1x_coco``; old
+  run dirs name a retired per-variant copy, read as its recipe) and a fingerprint
   of ``run.json`` ``recipe`` (train_cfg, optimizer, batch size) when recorded.
 * ``arch``: the model with its ``model_kwargs``; for transfer runs the one
   recorded in the start checkpoint's ``meta`` (``start_checkpoint.pretrain``).

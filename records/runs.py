@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
@@ -42,8 +41,15 @@ _NOT_RECIPE = {"model", "model_kwargs", "dropout", "drop_path", "drop_mode", "dr
                "seed", "output_dir", "resume", "eval", "num_workers", "ckpt_every_iters", "print_freq",
                "tensorboard", "data_path", "finetune", "paper_top1", "diag_every", "diag_batches", "diag_samples",
                "config", "dataset", "check_md5", "num_classes"}
-# The pretraining variant at the end of a det/seg config name (det_configs/vit_tiny/..._1x_coco_early-sd.py).
-_VARIANT = re.compile(r"_(?:no|early|late|standard)-(?:dropout|sd)$")
+# det/seg config names from before one config per recipe, which old run dirs record: each
+# recipe had a copy per pretraining variant that differed only in its checkpoint path
+# (det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_1x_coco_early-sd.py). Retired name -> recipe.
+_RETIRED_VARIANTS = {"vit-tiny": ("no-dropout", "early-dropout", "early-sd", "late-sd"),
+                     "swin-femto": ("no-dropout", "early-dropout", "early-sd", "late-sd"),
+                     "convnext-femto": ("no-dropout", "early-sd", "late-sd")}
+RETIRED_CONFIGS = {f"{recipe}_{variant}": recipe for arch, variants in _RETIRED_VARIANTS.items()
+                   for recipe in (f"mask-rcnn_{arch}_fpn_1x_coco", f"mask-rcnn_{arch}_fpn_ms-3x_coco",
+                                  f"upernet_{arch}_512x512_160k_ade20k") for variant in variants}
 _MM_DATASETS = {"mmdet": "coco", "mmseg": "ade20k"}
 
 
@@ -212,8 +218,10 @@ def _transfer_identity(info: dict, own_model, own_kwargs=None) -> dict:
 
 
 def _mm_identity(info: dict, kind: str) -> dict:
+    # The recipe is the config (one per architecture and recipe); the pretraining is the
+    # checkpoint's meta (_transfer_identity). Old run dirs: the retired variant name's recipe.
     stem = Path(str(info.get("config") or "?")).stem
-    label = _VARIANT.sub("", stem)
+    label = RETIRED_CONFIGS.get(stem, stem)
     recipe = info.get("recipe")
     # Older records hold only "seed" (the seed mmengine used: a random one unless configured).
     seed = info["randomness_seed"] if "randomness_seed" in info else info.get("seed")

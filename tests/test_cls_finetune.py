@@ -84,8 +84,11 @@ def test_linear_probe_changes_only_the_head(weights, transfer, tmp_path):
     assert len(body) > 50 and set(body) <= set(before)
     changed = [k for k in body if not torch.equal(before[k], after[k])]
     assert not changed, changed[:5]
-    # trained from a 0.01-std init
-    assert after["head.weight"].shape == (6, 96) and after["head.weight"].abs().max() > 0.01
+    # trained from a 0.01-std init, after MAE's BatchNorm without affine (its running statistics only)
+    assert after["head.1.weight"].shape == (6, 96) and after["head.1.weight"].abs().max() > 0.01
+    assert {k for k in after if k.startswith("head.0.")} == {"head.0.running_mean", "head.0.running_var",
+                                                            "head.0.num_batches_tracked"}
+    assert not torch.allclose(after["head.0.running_var"], torch.ones(96))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "linear_probe" and metrics["final"]["top1"] > 100 / 6
     # Only the head is optimised.
@@ -114,7 +117,7 @@ def test_linear_probe_keeps_every_pretrained_convnext_weight(convnext_weights, s
     body = [k for k in after if not k.startswith("head.fc.")]
     assert "head.norm.weight" in body and not torch.all(before["head.norm.weight"] == 1)  # trained, not initial
     assert [k for k in body if not torch.equal(before[k], after[k])] == []
-    assert after["head.fc.weight"].shape == (6, 128)
+    assert after["head.fc.1.weight"].shape == (6, 128)  # head.fc.0: the probe's BatchNorm
     record = json.loads((out / "run.json").read_text())
     assert record["start_checkpoint"]["pretrain"]["method"] == "standard-constant drop_path 0.1"
 
@@ -255,11 +258,13 @@ def test_cached_feature_probe_trains_the_head_on_the_backbones_own_features(weig
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["mode"], metrics["probe_features"]) == ("linear_probe", "cached")
     assert metrics["final"]["n"] == 120 and metrics["final"]["top1"] > 2 * 100 / 6
-    assert json.loads((out / "run.json").read_text())["probe_features"] == "cached"
+    record = json.loads((out / "run.json").read_text())
+    assert (record["probe_features"], record["probe_bn"]) == ("cached", True)
     before = torch.load(weights, weights_only=True)["model"]
     after = torch.load(out / "weights.pth", weights_only=True)["model"]
     assert [k for k in after if not k.startswith("head.") and not torch.equal(before[k], after[k])] == []
-    assert after["head.weight"].shape == (6, 96) and after["head.weight"].abs().max() > 0.01
+    assert after["head.1.weight"].shape == (6, 96) and after["head.1.weight"].abs().max() > 0.01
+    assert not torch.allclose(after["head.0.running_mean"], torch.zeros(96))  # normalised the cached features
     assert len(read_jsonl(out / "log_iter.jsonl")) == 3 * (360 // 32)
     # The exported classifier measured on the test images (backbone + head, as any
     # fine-tuned model) scores what the head scored on the cached features.
@@ -268,6 +273,12 @@ def test_cached_feature_probe_trains_the_head_on_the_backbones_own_features(weig
     got = json.loads((tmp_path / "ev/metrics_eval.json").read_text())["val"]
     assert got["top1"] == pytest.approx(metrics["final"]["top1"])
     assert got["loss"] == pytest.approx(metrics["final"]["loss"], rel=1e-4)
+
+    # --probe_bn false: the linear head alone, recorded so
+    run_ok(main, ["--config", PROBE, *FAST, "--data_path", transfer, "--finetune", weights, "--output_dir",
+                  tmp_path / "plain", "--epochs", "1", "--probe_features", "cached", "--probe_bn", "false"])
+    assert json.loads((tmp_path / "plain/run.json").read_text())["probe_bn"] is False
+    assert "head.weight" in torch.load(tmp_path / "plain/weights.pth", weights_only=True)["model"]
 
 
 def test_feature_batches_follow_the_sampler_and_its_resume_offset():

@@ -69,8 +69,8 @@ def cls_run(root, ckpt, method, pre_seed, seed, top1):
 def mm_run(root, kind, ckpt, method, seed, values):
     """A det/seg work dir as RunRecordHook leaves it; ``values`` None: the evaluator returned nothing."""
     variant = "no-dropout" if method == BASE else "early-dropout"
-    config = ("det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_1x_coco_" if kind == "mmdet" else
-              "seg_configs/vit_tiny/upernet_vit-tiny_512x512_160k_ade20k_") + variant + ".py"
+    config = ("det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_1x_coco.py" if kind == "mmdet" else
+              "seg_configs/vit_tiny/upernet_vit-tiny_512x512_160k_ade20k.py")
     d = root / kind / f"{variant}_seed{seed}"
     d.mkdir(parents=True)
     records.write_run_info(d, {"kind": kind, "task": kind, "config": config, "backbone": "vit_tiny",

@@ -15,12 +15,27 @@ SMALL_VIT = dict(depth=2, patch_size=16, embed_dim=64, num_heads=2)
 
 
 @pytest.mark.parametrize("arch,kwargs", [("vit_tiny", SMALL_VIT), ("swin_femto", {}), ("convnext_femto", {})])
-def test_four_scales_at_strides_4_to_32_for_any_input_size(arch, kwargs):
+@pytest.mark.parametrize("size", [(96, 160), (83, 131)])  # a multiple of 32, and ADE20K-like odd sizes
+def test_four_scales_at_strides_4_to_32_for_any_input_size(arch, kwargs, size):
     backbone = TimmDropBackbone(arch, model_kwargs=kwargs)
-    x = torch.randn(1, 3, 96, 160)
-    outs = backbone(x)
-    assert [tuple(o.shape[2:]) for o in outs] == [(96 // s, 160 // s) for s in (4, 8, 16, 32)]
+    h, w = size
+    outs = backbone(torch.randn(1, 3, h, w))
+    assert [tuple(o.shape[2:]) for o in outs] == [(-(-h // s), -(-w // s)) for s in (4, 8, 16, 32)]
     assert [o.shape[1] for o in outs] == backbone.channels
+
+
+@pytest.mark.parametrize("arch,kwargs", [("vit_tiny", SMALL_VIT), ("swin_femto", {})])
+def test_padding_leaves_the_features_of_a_divisible_input_alone(arch, kwargs):
+    """Inputs the architecture takes as they are come out as without the padding code."""
+    torch.manual_seed(0)
+    backbone = TimmDropBackbone(arch, model_kwargs=kwargs).eval()
+    x = torch.randn(1, 3, 64, 96)
+    direct = backbone.model.forward_intermediates(x, indices=backbone.out_indices, intermediates_only=True,
+                                                  output_fmt="NCHW")
+    outs = backbone(x)
+    expected = backbone.pyramid(direct[-1]) if backbone.plain else [n(f) for n, f in zip(backbone.out_norms, direct)]
+    for got, want in zip(outs, expected):
+        torch.testing.assert_close(got, want)
 
 
 def test_pretrained_weights_load_through_init_cfg(tmp_path):
@@ -126,24 +141,90 @@ def test_hook_rejects_a_cutoff_past_the_end(tmp_path):
         run_with_hook(tmp_path, backbone, dict(type="DropScheduleHook", drop_mode="early", cutoff=50))
 
 
-@pytest.mark.parametrize("arch,kwargs,first_block", [
-    ("vit_tiny", SMALL_VIT, "backbone.model.blocks.0.attn.qkv.weight"),
-    ("convnext_femto", {}, "backbone.model.stages.0.blocks.0.conv_dw.weight"),
-    ("swin_femto", {}, "backbone.model.layers.0.blocks.0.attn.qkv.weight")])
-def test_layer_wise_lr_decay(arch, kwargs, first_block):
+# ---- layer-wise lr decay: ConvNeXt's constructor's groups, computed here from the names ----------
+
+def convnext_layer_wise(name: str, top: int) -> int:
+    """facebookresearch/ConvNeXt get_num_layer_layer_wise, written for timm's names
+    (ConvNeXt ``stem``/``stages``, Swin ``patch_embed``/``layers``; a stage's
+    ``downsample`` is ConvNeXt's ``downsample_layers.<stage>``)."""
+    parts = name.split(".")
+    if parts[0] in ("stem", "patch_embed"):
+        return 0
+    if parts[0] in ("stages", "layers"):
+        stage = int(parts[1])
+        block = int(parts[3]) if parts[2] == "blocks" else 0
+        return {0: 1, 1: 2, 2: 3 + block // 3, 3: top}[stage]
+    return top + 1
+
+
+def convnext_stage_wise(name: str, top: int) -> int:
+    """facebookresearch/ConvNeXt get_num_layer_stage_wise, for timm's names."""
+    parts = name.split(".")
+    if parts[0] in ("stem", "patch_embed"):
+        return 0
+    if parts[0] in ("stages", "layers"):
+        return int(parts[1]) + 1 if parts[2] == "blocks" else 0
+    return top + 1
+
+
+def vit_per_block(name: str, top: int) -> int:
+    """BEiT / MAE / ViTDet: embeddings 0, block i -> i + 1."""
+    if name.startswith(("patch_embed", "cls_token", "pos_embed")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return top + 1
+
+
+def built_lrs(arch, kwargs, paramwise_cfg):
     from mmengine.optim import build_optim_wrapper
 
     model = ToyDetector(dict(arch=arch, model_kwargs=kwargs))
     model.neck = nn.Conv2d(4, 4, 1)  # something after the backbone
     wrapper = build_optim_wrapper(model, dict(
         optimizer=dict(type="AdamW", lr=1.0, weight_decay=0.05),
-        constructor="LayerDecayOptimWrapperConstructor", paramwise_cfg=dict(layer_decay_rate=0.5)))
+        constructor="LayerDecayOptimWrapperConstructor", paramwise_cfg=paramwise_cfg))
     lr_of = {n: g["lr"] for g in wrapper.optimizer.param_groups for n in g["param_names"]}
     wd_of = {n: g["weight_decay"] for g in wrapper.optimizer.param_groups for n in g["param_names"]}
-    depth = {"vit_tiny": 2, "convnext_femto": 12, "swin_femto": 12}[arch]
-    stem = next(n for n in lr_of if n.startswith(("backbone.model.patch_embed", "backbone.model.stem")))
-    assert lr_of[stem] == pytest.approx(0.5 ** (depth + 1))
-    assert lr_of[first_block] == pytest.approx(0.5 ** depth)
-    assert lr_of["neck.weight"] == 1.0
-    assert wd_of["neck.weight"] == 0.05 and wd_of["neck.bias"] == 0.0
     assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert lr_of["neck.weight"] == 1.0 and wd_of["neck.weight"] == 0.05 and wd_of["neck.bias"] == 0.0
+    return lr_of
+
+
+@pytest.mark.parametrize("arch,kwargs,decay_type,rate,top,rule", [
+    ("convnext_femto", {}, "layer_wise", 0.95, 5, convnext_layer_wise),   # depths 2-2-6-2: 5 groups
+    ("convnext_femto", {}, "layer_wise", 0.95, 6, convnext_layer_wise),   # ConvNeXt-T's num_layers: a gap
+    ("convnext_femto", {}, "stage_wise", 0.9, 6, convnext_stage_wise),
+    ("swin_femto", {}, "layer_wise", 0.95, 5, convnext_layer_wise),
+    ("swin_femto", {}, "stage_wise", 0.9, 6, convnext_stage_wise),
+    ("vit_tiny", {}, "layer_wise", 0.7, 12, vit_per_block)])
+def test_layer_decay_groups_as_convnexts_constructor(arch, kwargs, decay_type, rate, top, rule):
+    lr_of = built_lrs(arch, kwargs, dict(decay_type=decay_type, layer_decay_rate=rate, num_layers=top))
+    prefix = "backbone.model."
+    for name, lr in lr_of.items():
+        if name.startswith(prefix):
+            # ConvNeXt's scale: decay_rate ** (num_layers + 2 - layer_id - 1)
+            assert lr == pytest.approx(rate ** (top + 1 - rule(name[len(prefix):], top))), name
+        else:  # the pyramid, output norms, neck: after the last layer
+            assert lr == 1.0, name
+    stem = next(n for n in lr_of if n.startswith((prefix + "patch_embed", prefix + "stem")))
+    assert lr_of[stem] == pytest.approx(rate ** (top + 1))
+
+
+def test_layer_decay_defaults_to_as_many_groups_as_the_rule_gives():
+    lr_of = built_lrs("convnext_femto", {}, dict(layer_decay_rate=0.5))  # layer_wise, num_layers 5
+    assert lr_of["backbone.model.stem.0.weight"] == pytest.approx(0.5 ** 6)
+    assert lr_of["backbone.model.stages.2.blocks.5.conv_dw.weight"] == pytest.approx(0.5 ** 2)  # group 4
+    assert lr_of["backbone.model.stages.3.blocks.1.conv_dw.weight"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("arch,paramwise_cfg,message", [
+    ("vit_tiny", dict(decay_type="block_wise"), r"paramwise_cfg.decay_type: decay_type 'block_wise' is not one of"),
+    ("vit_tiny", dict(decay_type="stage_wise"), r"paramwise_cfg.decay_type: .*needs a model with stages"),
+    ("convnext_femto", dict(num_layers=4), r"paramwise_cfg.num_layers: num_layers=4 is fewer than the 5"),
+    ("convnext_femto", dict(layer_decay_rate=1.5), r"paramwise_cfg.layer_decay_rate: .*must lie in"),
+    ("convnext_femto", dict(decay_rate=0.9), r"paramwise_cfg.decay_rate: not a key")])
+def test_bad_layer_decay_keys_are_user_errors_naming_the_key(arch, paramwise_cfg, message):
+    from backbones.errors import UserError
+    with pytest.raises(UserError, match=message):
+        built_lrs(arch, SMALL_VIT if arch == "vit_tiny" else {}, paramwise_cfg)

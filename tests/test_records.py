@@ -102,6 +102,16 @@ def test_an_old_det_record_reads_with_its_task_key_and_drawn_seed(tmp_path):
     assert rec.metrics == pytest.approx({"box_AP": 31.2, "mask_AP": 28.9, "box_AP50": 50.0})
 
 
+@pytest.mark.parametrize("config,recipe", [
+    ("det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_ms-3x_coco.py", "mask-rcnn_vit-tiny_fpn_ms-3x_coco"),
+    ("seg_configs/convnext_femto/upernet_convnext-femto_512x512_160k_ade20k_late-sd.py",  # retired name
+     "upernet_convnext-femto_512x512_160k_ade20k"),
+    ("my_configs/mask-rcnn_mine_no-dropout.py", "mask-rcnn_mine_no-dropout")])  # a user's name: as it is
+def test_a_det_seg_recipe_is_named_by_its_config(tmp_path, config, recipe):
+    records.write_run_info(tmp_path, {"kind": "mmdet", "config": config, "backbone": "vit_tiny"})
+    assert records.read_run(tmp_path).recipe == recipe
+
+
 def test_unknown_kind_and_missing_run_json_are_record_errors(tmp_path):
     with pytest.raises(records.RecordError, match="no run.json"):
         records.read_run(tmp_path)

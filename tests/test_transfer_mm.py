@@ -15,7 +15,7 @@ import torch
 from backbones.checkpoint import file_sha256
 from backbones.openmmlab.hooks import NO_METRICS
 from demo_data import PRETRAIN_CATEGORIES, category_name, write_ade20k, write_coco, write_imagenet
-from helpers import REPO, TINY
+from helpers import REPO, TINY, assert_fails_with
 from pretrain.main import main as pretrain_main
 
 
@@ -60,12 +60,13 @@ def ade(tmp_path_factory):
 
 
 def det_options(coco, weights, epochs=1):
+    """--cfg-options for the demo config on ``coco``; ``weights`` None: the checkpoint is left to --pretrained."""
     ann = f"{coco}/annotations/instances_val2017.json"
     return [f"train_dataloader.dataset.data_root={coco}/", f"val_dataloader.dataset.data_root={coco}/",
             f"test_dataloader.dataset.data_root={coco}/", f"val_evaluator.ann_file={ann}",
-            f"test_evaluator.ann_file={ann}", f"model.backbone.init_cfg.checkpoint={weights}",
-            "model.backbone.model_kwargs.depth=2", f"train_cfg.max_epochs={epochs}",
-            f"train_cfg.val_interval={epochs}", "default_hooks.checkpoint.interval=1"]
+            f"test_evaluator.ann_file={ann}", "model.backbone.model_kwargs.depth=2", f"train_cfg.max_epochs={epochs}",
+            f"train_cfg.val_interval={epochs}", "default_hooks.checkpoint.interval=1",
+            *([f"model.backbone.init_cfg.checkpoint={weights}"] if weights else [])]
 
 
 def seg_options(ade, weights, iters=4):
@@ -124,16 +125,17 @@ def test_det_config_runs_through_mmdets_stock_train_script(tmp_path, coco, pretr
 
 def test_det_resume_continues_from_the_saved_epoch(tmp_path, coco, pretrained):
     work = tmp_path / "det"
-    # The first epoch through the torchrun launcher with one (CPU) process.
+    # The first epoch through the torchrun launcher with one (CPU) process, the checkpoint from --pretrained.
     res = subprocess.run(["bash", str(REPO / "tools/dist_train.sh"), str(DET_DEMO), "1", "--work-dir", str(work),
-                          "--cfg-options", *det_options(coco, pretrained, epochs=1)],
+                          "--pretrained", str(pretrained), "--cfg-options", *det_options(coco, None, epochs=1)],
                          capture_output=True, text=True, env={**os.environ, "PORT": "29533"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert train_tool.main([str(DET_DEMO), "--work-dir", str(work), "--resume", "--cfg-options",
                             *det_options(coco, pretrained, epochs=2)]) == 0
     record = json.loads((work / "metrics.json").read_text())
     assert record["epoch"] == 2 and (work / "epoch_2.pth").is_file()
-    assert json.loads((work / "run.json").read_text())["resume"] is True
+    info = json.loads((work / "run.json").read_text())
+    assert info["resume"] is True and info["start_checkpoint"]["sha256"] == file_sha256(pretrained)
 
 
 def test_upernet_fine_tunes_and_reports_miou(tmp_path, ade, pretrained):
@@ -171,3 +173,27 @@ def test_coco_data_without_the_configs_classes_is_one_line(tmp_path, coco, pretr
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert "instances_train2017.json" in err and "cat, dog" in err and "solid circle" in err, err
+
+
+def test_a_recipe_config_needs_a_checkpoint_and_names_the_flag(tmp_path, capsys):
+    config = REPO / "det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_1x_coco.py"
+    assert_fails_with(train_tool.main, [config, "--work-dir", tmp_path / "w"], capsys,
+                      "names no pretrained checkpoint", "--pretrained PATH",
+                      "model.backbone.init_cfg.checkpoint=PATH")
+    assert_fails_with(train_tool.main, [config, "--pretrained", tmp_path / "none.pth"], capsys,
+                      f"--pretrained {tmp_path / 'none.pth'}: no such file")
+    # the retired per-variant file names say what replaced them
+    old = REPO / "seg_configs/swin_femto/upernet_swin-femto_512x512_160k_ade20k_early-sd.py"
+    assert_fails_with(train_tool.main, [old], capsys, "was retired",
+                      "seg_configs/swin_femto/upernet_swin-femto_512x512_160k_ade20k.py",
+                      "--pretrained output/pretrain/swin_femto_early_sd/weights.pth")
+
+
+def test_pretrained_of_another_architecture_is_one_line_naming_the_flag(tmp_path, coco, capsys):
+    import timm
+    wrong = tmp_path / "convnext.pth"
+    torch.save({"model": timm.create_model("convnext_femto").state_dict(),
+                "meta": {"arch": "convnext_femto", "method": "no dropout"}}, wrong)
+    assert_fails_with(train_tool.main, [DET_DEMO, "--work-dir", tmp_path / "w", "--pretrained", wrong,
+                                        "--cfg-options", *det_options(coco, None)], capsys,
+                      f"--pretrained {wrong}: checkpoint", "convnext_femto")

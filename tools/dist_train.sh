@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Detection / segmentation fine-tuning with torchrun (mmdet's dist_train.sh conventions).
-#   bash tools/dist_train.sh CONFIG NGPUS [--resume] [--amp] [--work-dir DIR] [--cfg-options k=v ...]
+#   bash tools/dist_train.sh CONFIG NGPUS --pretrained PATH [--resume] [--amp] [--work-dir DIR] [--cfg-options k=v ...]
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT. No GPU: NGPUS CPU processes (gloo).
 set -euo pipefail
 if [[ $# -lt 2 ]]; then echo "usage: bash tools/dist_train.sh CONFIG NGPUS [train.py flags...]" >&2; exit 2; fi

@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 
 from backbones.errors import UserError, run_cli  # noqa: F401  (the launchers' error reporting)
 from check_env import mmcv_ops_problems
+from records.runs import RETIRED_CONFIGS
 
 
 class LaunchError(UserError):
@@ -31,9 +32,20 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def retired_hint(config: str) -> Optional[str]:
+    """What replaced a retired per-variant config (``..._1x_coco_early-sd.py``), if it is one."""
+    path = Path(config)
+    recipe = RETIRED_CONFIGS.get(path.stem)
+    if recipe is None:
+        return None
+    variant = path.stem[len(recipe) + 1:].replace("-", "_")
+    return (f"config {config} was retired (one config per recipe now): use {path.with_name(recipe + '.py')} "
+            f"--pretrained output/pretrain/{path.parent.name}_{variant}/weights.pth")
+
+
 def load_config(args) -> Config:
     if not Path(args.config).is_file():
-        raise LaunchError(f"config {args.config} does not exist")
+        raise LaunchError(retired_hint(args.config) or f"config {args.config} does not exist")
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -56,6 +68,24 @@ def load_config(args) -> Config:
     elif cfg.get("work_dir") is None:
         cfg.work_dir = str(Path("work_dirs") / Path(args.config).stem)
     return cfg
+
+
+def set_pretrained(cfg: Config, config: str, pretrained: Optional[str]) -> None:
+    """``--pretrained PATH`` into the backbone's init_cfg; a suite backbone that would start
+    from no checkpoint stops here, saying how to give one."""
+    backbone = (cfg.get("model") or {}).get("backbone") or {}
+    if backbone.get("type") != "TimmDropBackbone":
+        if pretrained:
+            raise LaunchError(f"--pretrained: {config} has no TimmDropBackbone to load it into")
+        return
+    if pretrained:
+        if not Path(pretrained).is_file():
+            raise LaunchError(f"--pretrained {pretrained}: no such file")
+        backbone["init_cfg"] = dict(type="Pretrained", checkpoint=pretrained)
+    init = backbone.get("init_cfg") or {}
+    if init.get("type") == "Pretrained" and not init.get("checkpoint"):
+        raise LaunchError(f"{config} names no pretrained checkpoint: pass --pretrained PATH (or --cfg-options "
+                          "model.backbone.init_cfg.checkpoint=PATH)")
 
 
 def _dataset_cfgs(cfg: Config, loaders: List[str]):

@@ -12,6 +12,13 @@ wraps the same timm model that pretraining trains, so a checkpoint from
   ``[d/4, d/2, d, d]``. Position embeddings are interpolated to each input
   size on the fly (timm's ``dynamic_img_size``).
 
+Any input size works: the input is padded (zeros, i.e. the normalised mean,
+bottom and right, as mmdet/mmseg pad) to a multiple of what the architecture
+needs (``size_divisor``: a multiple of the patch size and of the coarsest
+stride, 32), and each output is cropped back to ``ceil(size /
+stride)``, so ADE20K's 512x683 validation images and 'whole' or 'slide'
+inference need no size_divisor in the data preprocessor.
+
 Dropout and stochastic depth are built in at their *peak* rates (so every site
 exists); ``DropScheduleHook`` then drives them per iteration. Without the hook
 they stay at those rates (standard dropout). ``frozen_stages`` and
@@ -29,10 +36,12 @@ weights are loaded) refuses a config whose ``data_preprocessor.mean/std`` differ
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import LayerNorm2d
@@ -107,10 +116,14 @@ class TimmDropBackbone(BaseModule):
             patch = self.model.patch_embed.patch_size[0]
             self.pyramid = SimpleFeaturePyramid(self.model.embed_dim, patch)
             self.channels = self.pyramid.channels
+            self.strides = [4, 8, 16, 32]
+            self.size_divisor = math.lcm(patch, 32)  # whole tokens, and the pyramid's pooling comes out even
         else:
             n = len(self.model.feature_info)
             self.out_indices = list(out_indices) if out_indices is not None else list(range(n))
             self.channels = [self.model.feature_info[i]["num_chs"] for i in self.out_indices]
+            self.strides = [self.model.feature_info[i]["reduction"] for i in self.out_indices]
+            self.size_divisor = self.model.feature_info[-1]["reduction"]
             # A LayerNorm per output, as the Swin and ConvNeXt detection backbones add.
             self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in self.channels)
         self.pretrained_provenance: Optional[dict] = None
@@ -138,8 +151,9 @@ class TimmDropBackbone(BaseModule):
         cfg = self.init_cfg or {}
         if isinstance(cfg, dict) and cfg.get("type") == "Pretrained":
             if not cfg.get("checkpoint"):
-                raise ValueError(f"TimmDropBackbone({self.arch}): init_cfg asks for pretrained weights but "
-                                 "names no checkpoint (set model.backbone.init_cfg.checkpoint)")
+                raise CheckpointError(f"TimmDropBackbone({self.arch}): init_cfg asks for pretrained weights but "
+                                      "names no checkpoint (tools/train.py --pretrained PATH, or set "
+                                      "model.backbone.init_cfg.checkpoint)")
             report = load_pretrained(self.model, cfg["checkpoint"], expected_arch=self.arch)
             self.pretrained_provenance = report.provenance  # the file read and hashed once
             self.pretrained_normalization = normalization_from_meta(report.meta)
@@ -158,6 +172,15 @@ class TimmDropBackbone(BaseModule):
         if not name.startswith("model."):
             return self.num_layers + 1
         return layer_decay.layer_id(self.model, name[len("model."):])
+
+    def layer_grouping(self, decay_type: str = "layer_wise", num_layers: Optional[int] = None):
+        """``(layer_of, L)`` of ``layer_decay.grouping`` for parameters named relative to
+        the backbone; the pyramid and output norms come after the blocks (``L + 1``)."""
+        layer_of, total = layer_decay.grouping(self.model, decay_type, num_layers)
+
+        def of(name: str) -> int:
+            return layer_of(name[len("model."):]) if name.startswith("model.") else total + 1
+        return of, total
 
     # ---- stages, freezing --------------------------------------------------------------
     def _stages(self) -> List[List[nn.Module]]:
@@ -197,11 +220,17 @@ class TimmDropBackbone(BaseModule):
 
     # ---- forward ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple:
+        h, w = x.shape[-2:]
+        d = self.size_divisor
+        pad_h, pad_w = -h % d, -w % d
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         feats = self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True,
                                                  output_fmt="NCHW")
-        if self.plain:
-            return tuple(self.pyramid(feats[-1]))
-        return tuple(norm(f) for norm, f in zip(self.out_norms, feats))
+        outs = self.pyramid(feats[-1]) if self.plain else [norm(f) for norm, f in zip(self.out_norms, feats)]
+        if pad_h or pad_w:  # back to the input's extent at each stride
+            outs = [o[..., :-(-h // s), :-(-w // s)] for o, s in zip(outs, self.strides)]
+        return tuple(outs)
 
 
 def _values(x) -> List[float]:

@@ -1,18 +1,24 @@
-# COCO 2017 instance segmentation, 3x schedule (36 epochs, steps at 27 and 33)
-# with multi-scale training (shorter side 480-800), as in the ConvNeXt/Swin 3x recipes.
-_base_ = [
-    'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py',
-]
+# COCO 2017 instance segmentation, multi-scale crop 3x. Follows open-mmlab/mmdetection (3.x)
+# configs/swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py and
+# configs/convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py, the ports of the
+# Swin and ConvNeXt 3x recipes (facebookresearch/ConvNeXt object_detection/configs/convnext/
+# mask_rcnn_convnext_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco_in1k.py): AdamW lr 1e-4,
+# betas (0.9, 0.999), weight decay 0.05; 36 epochs, steps at 27 and 33; linear warmup from
+# 0.001 over 1000 iterations (ConvNeXt's repository: 500, mmdet 2.x's); the DETR-style augmentation; batch 16.
+_base_ = './coco_1x.py'
+
+# shorter side 480..800 step 32, longer side at most 1333
+multi_scale = [(1333, 480 + 32 * i) for i in range(11)]
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomChoiceResize',
-         scales=[(1333, 480), (1333, 512), (1333, 544), (1333, 576), (1333, 608), (1333, 640),
-                 (1333, 672), (1333, 704), (1333, 736), (1333, 768), (1333, 800)],
-         keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomChoice', transforms=[
+        [dict(type='RandomChoiceResize', scales=multi_scale, keep_ratio=True)],
+        [dict(type='RandomChoiceResize', scales=[(1333, 400), (1333, 500), (1333, 600)], keep_ratio=True),
+         dict(type='RandomCrop', crop_type='absolute_range', crop_size=(384, 600), allow_negative_crop=True),
+         dict(type='RandomChoiceResize', scales=multi_scale, keep_ratio=True)],
+    ]),
     dict(type='PackDetInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
@@ -22,10 +28,3 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33], gamma=0.1),
 ]
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    # layer-wise lr decay; no weight decay on norms, biases and tokens
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.95))

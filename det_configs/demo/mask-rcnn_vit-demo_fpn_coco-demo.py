@@ -61,5 +61,5 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[3], gamma=0.1),
 ]
-optim_wrapper = dict(optimizer=dict(lr=2e-4))
+optim_wrapper = dict(optimizer=dict(lr=2e-4), paramwise_cfg=dict(layer_decay_rate=0.95))  # per block
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_epochs))

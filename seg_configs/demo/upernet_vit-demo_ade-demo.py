@@ -53,5 +53,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=20, end=max_iters),
 ]
-optim_wrapper = dict(optimizer=dict(lr=1e-3))  # fresh heads, few iterations
+# fresh heads, few iterations; layer decay per block
+optim_wrapper = dict(optimizer=dict(lr=1e-3), paramwise_cfg=dict(layer_decay_rate=0.9))
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters))

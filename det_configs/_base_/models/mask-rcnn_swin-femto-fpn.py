@@ -1,2 +1,2 @@
 _base_ = './mask-rcnn_timm-fpn.py'
-model = dict(backbone=dict(arch='swin_femto', drop_path=0.1), neck=dict(in_channels=[40, 80, 160, 320]))
+model = dict(backbone=dict(arch='swin_femto'), neck=dict(in_channels=[40, 80, 160, 320]))

@@ -1,3 +1,3 @@
 _base_ = './upernet_timm.py'
-model = dict(backbone=dict(arch='vit_tiny', drop_path=0.1),
+model = dict(backbone=dict(arch='vit_tiny'),
              decode_head=dict(in_channels=[48, 96, 192, 192]), auxiliary_head=dict(in_channels=192))

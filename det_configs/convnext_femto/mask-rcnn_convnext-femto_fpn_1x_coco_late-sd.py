@@ -1,3 +1,0 @@
-_base_ = ['../_base_/models/mask-rcnn_convnext-femto-fpn.py', '../_base_/coco_1x.py']
-model = dict(backbone=dict(init_cfg=dict(
-    type='Pretrained', checkpoint='output/pretrain/convnext_femto_late_sd/weights.pth')))

@@ -1,3 +1,0 @@
-_base_ = ['../_base_/models/mask-rcnn_swin-femto-fpn.py', '../_base_/coco_ms-3x.py']
-model = dict(backbone=dict(init_cfg=dict(
-    type='Pretrained', checkpoint='output/pretrain/swin_femto_early_sd/weights.pth')))

@@ -1,3 +1,0 @@
-_base_ = ['../_base_/models/mask-rcnn_vit-tiny-fpn.py', '../_base_/coco_ms-3x.py']
-model = dict(backbone=dict(init_cfg=dict(
-    type='Pretrained', checkpoint='output/pretrain/vit_tiny_early_dropout/weights.pth')))
