@@ -45,7 +45,7 @@ UNREADABLE = "unreadable"      # a record file is damaged (compare --skip_unread
 _NOT_RECIPE = {"model", "model_kwargs", "dropout", "drop_path", "drop_mode", "drop_schedule", "cutoff_epoch",
                "seed", "output_dir", "resume", "eval", "num_workers", "ckpt_every_iters", "print_freq",
                "tensorboard", "data_path", "finetune", "paper_top1", "diag_every", "diag_batches", "diag_samples",
-               "config", "dataset", "check_md5", "num_classes"}
+               "config", "dataset", "check_md5", "num_classes", "eval_every"}
 # The pretraining variant at the end of a det/seg config name (det_configs/vit_tiny/..._1x_coco_early-sd.py).
 _VARIANT = re.compile(r"_(?:no|early|late|standard)-(?:dropout|sd)$")
 _MM_DATASETS = {"mmdet": "coco", "mmseg": "ade20k"}
