@@ -24,7 +24,6 @@ paper's: ImageNet's mean/std for every model, bicubic.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -33,7 +32,9 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .errors import UserError
+from common.errors import UserError
+from common.files import file_sha256
+
 from .models import PAPER_MODELS, same_architecture
 
 __all__ = ["CheckpointError", "read_checkpoint", "split_checkpoint", "run_meta", "to_timm_layout",
@@ -52,14 +53,6 @@ NORMALIZATION_KEYS = tuple(PAPER_NORMALIZATION)
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used: the message names the file and the keys."""
-
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_checkpoint(path) -> dict:

@@ -4,7 +4,6 @@ diagnostics (``diagnostics.jsonl``, ``init_weights.pth``). Everything else is
 the shared training run (training/run.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -12,6 +11,8 @@ import torch
 import torch.nn as nn
 
 from backbones.checkpoint import load_pretrained
+from common.files import append_jsonl
+from common.names import DIAGNOSTICS, INIT_WEIGHTS
 from training import distributed as D
 from training.data import check_image_folder
 from training.run import RunContext, RunData, TrainingRun, build_timm_model
@@ -49,7 +50,7 @@ class PretrainRun(TrainingRun):
         args = self.args
         if not args.diag_every or not D.is_main():
             return None
-        init_path = ctx.out / "init_weights.pth"
+        init_path = ctx.out / INIT_WEIGHTS
         initial = None
         if not ctx.resuming:
             atomic_save({k: v.detach().cpu().clone() for k, v in ctx.model.named_parameters()}, init_path)
@@ -67,8 +68,7 @@ class PretrainRun(TrainingRun):
             rec = measure(ctx.model, criterion, minibatches, batches, ctx.device, initial=initial, seed=args.seed)
             rec = {"step": step, "epoch": step / ctx.iters_per_epoch, "dropout": dropout, "drop_path": drop_path,
                    "model_distance": None, **rec}
-            with open(ctx.out / "diagnostics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_jsonl(ctx.out / DIAGNOSTICS, rec)
 
         if ctx.next_step == 0:
             diagnose(0)

@@ -5,8 +5,8 @@ Every writer (``training/run.py`` for pretraining and classification runs,
 reader (``tools/compare.py``, the suite runner, ``cls_finetune/sweep.py``,
 ``tools/analyze_gradients.py``) goes through this package. Pure Python: no torch.
 
-Files of a run dir (names in ``records.files``)
------------------------------------------------
+Files of a run dir (names in ``common.names``)
+---------------------------------------------
 =====================  ==============================================================
 ``run.json``           what the run is, written when it starts (every kind)
 ``metrics.json``       final numbers; its ``finished`` decides whether the run ended
@@ -69,11 +69,24 @@ pretraining: ``top1``, ``top5`` (``final``), ``train_loss``
 ``mIoU``, ``mAcc``, ``aAcc``. Headline (compare's default): top-1 and train
 loss, top-1, box and mask AP, mIoU.
 
-All JSON is written atomically (``write_json``: a temporary file in the same
-folder, then ``os.replace``).
+All JSON is written atomically (``common.files.write_json``: a temporary file in
+the same folder, then ``os.replace``).
 """
-from . import files, metrics
-from .files import RecordError, append_jsonl, read_json, read_jsonl, write_json
+from common.files import RecordError, append_jsonl, read_json, read_jsonl, write_json
+from common.names import (
+    CONFIG,
+    DIAGNOSTICS,
+    EPOCH_LOG,
+    EVAL_CONFIG,
+    EVAL_METRICS,
+    ITER_LOG,
+    METRICS,
+    RUN_INFO,
+    TEST_METRICS,
+    VAL_METRICS,
+)
+
+from . import files, metrics  # noqa: F401  (records.files: the module the writers have imported)
 from .metrics import KINDS, TASK_NAMES, Metric, extract_metrics, headline_metrics, metric_by_id, metrics_of
 from .runs import (
     FINISHED,
@@ -97,11 +110,7 @@ from .runs import (
     write_test_metrics,
 )
 
-# File names (records.files), here for writers that pass paths: records.METRICS, records.RUN_INFO, ...
-RUN_INFO, METRICS, EVAL_METRICS, VAL_METRICS, TEST_METRICS = (files.RUN_INFO, files.METRICS, files.EVAL_METRICS,
-                                                              files.VAL_METRICS, files.TEST_METRICS)
-CONFIG, EVAL_CONFIG, EPOCH_LOG, ITER_LOG, DIAGNOSTICS = (files.CONFIG, files.EVAL_CONFIG, files.EPOCH_LOG,
-                                                         files.ITER_LOG, files.DIAGNOSTICS)
+# File names (common.names) are re-exported above for writers that pass paths: records.METRICS, ...
 METRIC_RULES = metrics.METRICS  # the primary-metric rule of every task
 
 __all__ = [

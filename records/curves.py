@@ -12,7 +12,9 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .files import DIAGNOSTICS, EPOCH_LOG, ITER_LOG, MM_SCALARS, VAL_METRICS, read_jsonl
+from common.files import read_jsonl
+from common.names import DIAGNOSTICS, EPOCH_LOG, ITER_LOG, MM_SCALARS, VAL_METRICS
+
 from .metrics import metric_by_id
 from .runs import RunRecord
 

@@ -10,22 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
-from backbones.checkpoint import file_sha256
-
-from .files import (
-    CONFIG,
-    EVAL_METRICS,
-    METRICS,
-    RUN_INFO,
-    TEST_METRICS,
-    VAL_METRICS,
+from common.files import (
     RecordError,
     append_jsonl,
+    file_sha256,
     read_json,
     read_json_or_none,
-    read_yaml,
+    read_yaml_mapping,
     write_json,
 )
+from common.names import CONFIG, EVAL_METRICS, METRICS, RUN_INFO, TENSORBOARD, TEST_METRICS, VAL_METRICS
+
 from .metrics import KINDS, TASK_NAMES, extract_metrics
 
 __all__ = ["RunRecord", "FINISHED", "UNFINISHED", "NO_METRICS", "STALE", "UNREADABLE", "read_run", "discover",
@@ -162,7 +157,7 @@ def started_from(run_dir) -> Optional[str]:
 
 def _training_identity(run_dir: Path, info: dict, kind: str) -> dict:
     cfg_path = run_dir / CONFIG
-    cfg = read_yaml(cfg_path) if cfg_path.is_file() else {}
+    cfg = read_yaml_mapping(cfg_path) if cfg_path.is_file() else {}
     flags = {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
     epochs = cfg.get("epochs")
     if kind == "pretrain":
@@ -248,7 +243,7 @@ def _run_dirs(root: Path) -> List[Path]:
             found.append(Path(dirpath))
             dirnames[:] = []  # a run dir holds no other run
         else:
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "tensorboard")
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != TENSORBOARD)
     return found
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from backbones.errors import run_cli
+from common.errors import run_cli
 
 from . import state
 from .launch import command

@@ -15,7 +15,9 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from backbones.errors import UserError
+from common.errors import UserError
+from common.files import read_yaml_mapping
+from common.names import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "pretrain_configs"
@@ -62,14 +64,7 @@ _SuiteLoader.add_implicit_resolver(
 
 
 def read_suite_yaml(path: Path) -> dict:
-    try:
-        spec = yaml.load(path.read_text(), Loader=_SuiteLoader) or {}
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"suite file {path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(spec, dict):
-        raise SuiteError(f"suite file {path}: expected a mapping of {', '.join(TOP_KEYS)}, "
-                         f"not a {type(spec).__name__}")
-    return spec
+    return read_yaml_mapping(path, f"suite file {path}", ", ".join(TOP_KEYS), SuiteError, _SuiteLoader)
 
 
 @dataclass(frozen=True)
@@ -373,7 +368,7 @@ def load_suite(path, output_root: Optional[str] = None) -> Suite:
         for seed in pre_seeds:
             key = f"pretrain/{run.name}/seed{seed}"
             out = suite.output_root / key
-            weights[key] = out / "weights.pth"
+            weights[key] = out / WEIGHTS
             argv = ["--config", str(run.preset), *(["--data_path", str(pre_data)] if pre_data else []),
                     *pre_flags, *run.flags, "--seed", str(seed), "--output_dir", str(out), "--resume", "auto"]
             suite.jobs.append(Job(key, "pretrain", out, ENTRY["pretrain"], argv, resources["pretrain"], seed,

@@ -13,7 +13,6 @@ Finished and stale come from the run records (``records.is_finished``,
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -25,8 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import records
-from backbones.checkpoint import file_sha256
-from records.files import write_json
+from common.files import file_sha256, read_json_or_none, write_json
 
 from .spec import Job, Suite
 
@@ -46,20 +44,12 @@ def log_path(suite: Suite, job: Job, rank: int = 0) -> Path:
     return job_book(suite, job) / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
 
 
-def _read(path: Path) -> Optional[dict]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def read_submission(suite: Suite, job: Job) -> Optional[dict]:
-    return _read(job_book(suite, job) / "submitted.json")
+    return read_json_or_none(job_book(suite, job) / "submitted.json")
 
 
 def read_attempt(suite: Suite, job: Job) -> Optional[dict]:
-    return _read(job_book(suite, job) / "attempt.json")
+    return read_json_or_none(job_book(suite, job) / "attempt.json")
 
 
 def write_submission(suite: Suite, job: Job, slurm_job_id: str, name: str) -> None:

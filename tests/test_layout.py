@@ -1,5 +1,6 @@
-"""The package layout's promises: one-way imports, the core without OpenMMLab,
-one error type reported the same way by every entry point, style by ruff."""
+"""The package layout's promises: one-way imports, the bottom layer and what reads
+records without torch, the core without OpenMMLab, one error type reported the same
+way by every entry point, style by ruff."""
 import ast
 import shutil
 import subprocess
@@ -14,14 +15,20 @@ from pretrain.main import main as pretrain_main
 
 # package -> packages it may import (core -> engine -> applications -> tools)
 ALLOWED = {
-    "backbones": {"backbones"},
-    "records": {"backbones", "records"},
-    "training": {"backbones", "records", "training"},
-    "pretrain": {"backbones", "records", "training", "pretrain"},
-    "cls_finetune": {"backbones", "records", "training", "cls_finetune", "demo_data"},
-    "backbones/openmmlab": {"backbones", "records"},
+    "common": {"common"},
+    "records": {"common", "records"},
+    "suite": {"common", "records", "suite"},
+    "backbones": {"common", "backbones"},
+    "training": {"common", "backbones", "records", "training"},
+    "pretrain": {"common", "backbones", "records", "training", "pretrain"},
+    "cls_finetune": {"common", "backbones", "records", "training", "cls_finetune", "demo_data"},
+    "backbones/openmmlab": {"common", "backbones", "records"},
 }
-FIRST_PARTY = {"backbones", "training", "pretrain", "cls_finetune", "demo_data", "records", "suite"}
+FIRST_PARTY = {"common", "backbones", "training", "pretrain", "cls_finetune", "demo_data", "records", "suite"}
+# What reads records and runs the suite must work on a login node without the training stack.
+TORCH_FREE = ["common", "records", "records.curves", "suite", "suite.spec", "suite.state", "suite.__main__",
+              "suite.local", "suite.slurm"]
+HEAVY = ("torch", "timm", "mmengine", "mmcv", "mmdet", "mmseg", "torchvision")
 
 
 def imported_first_party(path):
@@ -46,6 +53,14 @@ def test_imports_point_one_way(package):
 def test_no_module_imports_a_command_line_module():
     for path in [*REPO.glob("cls_finetune/*.py"), *REPO.glob("tools/*.py"), *REPO.glob("training/*.py")]:
         assert "pretrain.main" not in {full for _, full in imported_first_party(path)}, path
+
+
+def test_records_and_the_runner_import_without_torch():
+    code = (f"import sys; import {', '.join(TORCH_FREE)}; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"importing {', '.join(TORCH_FREE)} loads {out.stdout.strip()}"
 
 
 def test_the_core_imports_without_openmmlab():

@@ -18,8 +18,9 @@ from typing import List, Optional
 
 import yaml
 
-from backbones.errors import UserError
 from backbones.layer_decay import check_rate
+from common.errors import UserError
+from common.files import read_yaml_mapping, write_yaml
 
 from .fast_paths import ADAMW_CHOICES
 
@@ -118,19 +119,6 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the training forward (drop sites stay eager when their rate changes per update)")
 
 
-def read_yaml_mapping(path: Path, what: str, holds: str) -> dict:
-    """The mapping YAML file ``path`` holds; errors start with ``what`` (naming the
-    file) and say that it should hold ``holds``. YAML's own message is folded onto
-    one line."""
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{what}: expected a mapping of {holds}, not a {type(values).__name__}")
-    return values
-
-
 def load_yaml_config(path: Path, _seen: tuple = ()) -> dict:
     """A YAML config with its ``_base_`` files merged in (bases first)."""
     path = Path(path)
@@ -138,7 +126,7 @@ def load_yaml_config(path: Path, _seen: tuple = ()) -> dict:
         raise ConfigError(f"--config: no file {path}" + (f" (a _base_ of {_seen[-1]})" if _seen else ""))
     if path.resolve() in _seen:
         raise ConfigError(f"--config {path}: _base_ files include each other in a loop")
-    values = read_yaml_mapping(path, f"--config {path}", "flag names to values")
+    values = read_yaml_mapping(path, f"--config {path}", "flag names to values", ConfigError)
     bases = values.pop("_base_", [])
     merged: dict = {}
     for base in [bases] if isinstance(bases, str) else bases:
@@ -192,4 +180,4 @@ def validate(args: argparse.Namespace) -> None:
 
 def save_config(args: argparse.Namespace, path: Path) -> None:
     values = {k: v for k, v in vars(args).items() if k != "config"}
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(values)), sort_keys=True))
+    write_yaml(path, json.loads(json.dumps(values)))

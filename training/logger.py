@@ -10,28 +10,14 @@ Files in the output dir (stable: the comparison tools read them):
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
 
+from common.files import JsonlAppender
+from common.names import EPOCH_LOG, ITER_LOG, TENSORBOARD
+
 from . import distributed as D
-
-
-def trim_jsonl(path: Path, keep) -> None:
-    """Keep only the records for which ``keep(record)`` holds (resume rewrites
-    the part of the log a killed run wrote after its last checkpoint)."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut by the kill, and nothing after it can be trusted
-        if keep(rec):
-            kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept))
 
 
 class RunLogger:
@@ -41,12 +27,12 @@ class RunLogger:
         self.tb = None
         self._iter_f = self._epoch_f = None
         if self.main:
-            self._iter_f = open(self.dir / "log_iter.jsonl", "a")
-            self._epoch_f = open(self.dir / "log.jsonl", "a")
+            self._iter_f = JsonlAppender(self.dir / ITER_LOG)
+            self._epoch_f = JsonlAppender(self.dir / EPOCH_LOG)
             if tensorboard:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
-                    self.tb = SummaryWriter(log_dir=str(self.dir / "tensorboard"))
+                    self.tb = SummaryWriter(log_dir=str(self.dir / TENSORBOARD))
                 except ImportError:  # tensorboard is optional at run time
                     self.tb = None
         self._t0 = time.time()
@@ -55,8 +41,7 @@ class RunLogger:
     def iteration(self, rec: dict) -> None:
         if not self.main:
             return
-        self._iter_f.write(json.dumps(rec) + "\n")
-        self._iter_f.flush()
+        self._iter_f.write(rec)
         if self.tb:
             for k in ("loss", "lr", "weight_decay", "dropout", "drop_path", "grad_norm"):
                 if rec.get(k) is not None:
@@ -65,8 +50,7 @@ class RunLogger:
     def epoch(self, rec: dict) -> None:
         if not self.main:
             return
-        self._epoch_f.write(json.dumps(rec) + "\n")
-        self._epoch_f.flush()
+        self._epoch_f.write(rec)
         if self.tb:
             for k, v in rec.items():
                 if k not in ("epoch", "step") and isinstance(v, (int, float)):

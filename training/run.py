@@ -33,7 +33,19 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 
 from backbones import DropPlan, DropSites, create_model_with_drop
-from backbones.checkpoint import EXPORT_FORMAT, CheckpointError, file_sha256, model_normalization, run_meta
+from backbones.checkpoint import EXPORT_FORMAT, CheckpointError, model_normalization, run_meta
+from common.files import file_sha256, trim_jsonl
+from common.names import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    CONFIG,
+    DIAGNOSTICS,
+    EPOCH_LOG,
+    EVAL_CONFIG,
+    ITER_LOG,
+    WEIGHTS,
+    WEIGHTS_EMA,
+)
 from records import write_eval_metrics, write_final_metrics, write_run_info
 
 from . import distributed as D
@@ -41,7 +53,7 @@ from .config import ConfigError, save_config
 from .data import DataError, EpochSampler, release_workers
 from .engine import NonFiniteLossError, Trainer, amp_dtype_for, evaluate, param_groups
 from .fast_paths import adamw, compile_model, to_channels_last
-from .logger import RunLogger, trim_jsonl
+from .logger import RunLogger
 from .schedules import CosineSchedule
 from .state import (atomic_duplicate, atomic_save, gather_rng_states, latest_checkpoint, load_training_checkpoint,
                     set_rng_state)
@@ -127,7 +139,7 @@ class CheckpointSaver:
     ``checkpoint-best.pth`` is a hard link (or copy) of the ``checkpoint-last.pth``
     it just wrote, which holds the same state."""
 
-    LAST, BEST = "checkpoint-last.pth", "checkpoint-best.pth"
+    LAST, BEST = CHECKPOINT_LAST, CHECKPOINT_BEST
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
@@ -297,9 +309,9 @@ class TrainingRun:
                                     "next_step": ctx.next_step, "run_started_from": ckpt.get("start_checkpoint")}
             if D.is_main():  # forget what a killed run logged after this checkpoint
                 next_step, epoch = ctx.next_step, ctx.next_step // ctx.iters_per_epoch
-                trim_jsonl(out / "log_iter.jsonl", lambda r: r["step"] < next_step)
-                trim_jsonl(out / "log.jsonl", lambda r: r["epoch"] < epoch)
-                trim_jsonl(out / "diagnostics.jsonl", lambda r: r["step"] <= next_step)
+                trim_jsonl(out / ITER_LOG, lambda r: r["step"] < next_step)
+                trim_jsonl(out / EPOCH_LOG, lambda r: r["epoch"] < epoch)
+                trim_jsonl(out / DIAGNOSTICS, lambda r: r["step"] <= next_step)
         # What the run started from (for a resumed run: what its first part started from).
         ctx.origin = ckpt.get("start_checkpoint") if ckpt is not None else ctx.start_checkpoint
 
@@ -308,7 +320,7 @@ class TrainingRun:
         metrics = evaluate(ctx.model, ctx.data.val_loader, ctx.device, ctx.amp_dtype)
         if D.is_main():
             print(json.dumps(metrics))
-            save_config(self.args, ctx.out / "config_eval.yaml")
+            save_config(self.args, ctx.out / EVAL_CONFIG)
             write_eval_metrics(ctx.out, {"kind": self.kind, "weights": ctx.start_checkpoint, "val": metrics,
                                          **self.summary(ctx)})
         return metrics
@@ -318,7 +330,7 @@ class TrainingRun:
         if not D.is_main():
             return
         args = self.args
-        save_config(args, ctx.out / "config.yaml")
+        save_config(args, ctx.out / CONFIG)
         write_run_info(ctx.out, {
             "kind": self.kind, "model": args.model, "method": ctx.plan.describe(),
             "init": "resume" if ctx.resuming else ("weights" if ctx.start_checkpoint else "scratch"),
@@ -418,11 +430,11 @@ class TrainingRun:
                    "eval_every": args.eval_every, "evaluated_epochs": ctx.evaluated_epochs,
                    "ema_final": ema_val, "train_loss_last_epoch": train_loss, "wall_time_s": wall_time_s}
         if D.is_main():
-            atomic_save({"model": model.state_dict(), "meta": {**meta, "ema": False}}, ctx.out / "weights.pth")
+            atomic_save({"model": model.state_dict(), "meta": {**meta, "ema": False}}, ctx.out / WEIGHTS)
             if ctx.ema is not None:
                 atomic_save({"model": ctx.ema.module.state_dict(),
                              "meta": {**meta, "ema": True, "top1": ema_val["top1"] if ema_val else None}},
-                            ctx.out / "weights_ema.pth")
+                            ctx.out / WEIGHTS_EMA)
             write_final_metrics(ctx.out, metrics)
         return metrics
 

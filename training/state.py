@@ -27,25 +27,15 @@ import torch
 import torch.distributed as dist
 
 from backbones.checkpoint import CheckpointError, read_checkpoint
+from common.files import atomic_write
+from common.names import CHECKPOINT_LAST
 
 from . import distributed as D
 
 
-def _atomically(path: Path, write) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never
-    leaves a half-written file under the real name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_save(obj, path: Path) -> None:
     """torch.save, atomically (checkpoints and exported weights)."""
-    _atomically(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_duplicate(src: Path, dst: Path) -> None:
@@ -55,20 +45,15 @@ def atomic_duplicate(src: Path, dst: Path) -> None:
     only ever replaced (``os.replace``), never rewritten in place: replacing
     ``src`` later leaves ``dst`` with the old content."""
     dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    tmp = dst.with_name(f".{dst.name}.link{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
     except OSError:  # no hard links here (some network and FUSE filesystems)
         with open(src, "rb") as source:
-            _atomically(dst, lambda f: shutil.copyfileobj(source, f))
+            atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
         return
     os.replace(tmp, dst)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """A text file, atomically: ``metrics.json`` marks a finished run for the sweep."""
-    _atomically(path, lambda f: f.write(text.encode()))
 
 
 def rng_state() -> dict:
@@ -122,7 +107,7 @@ def gather_rng_states() -> list:
 
 
 def latest_checkpoint(output_dir: Path) -> Optional[Path]:
-    last = Path(output_dir) / "checkpoint-last.pth"
+    last = Path(output_dir) / CHECKPOINT_LAST
     return last if last.is_file() else None
 
 
