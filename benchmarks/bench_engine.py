@@ -124,8 +124,8 @@ def run_bare(argv: list, parse_args=None, validate: bool = True) -> int:
     val_loader = DataLoader(val, batch_size=args.batch_size, **persistent)
     model = timm.create_model("vit_tiny_patch16_224", num_classes=len(train.classes), img_size=args.input_size,
                               **args.model_kwargs)
-    opt = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=args.weight_decay,
-                              betas=tuple(args.opt_betas), layer_decay=args.layer_decay if args.layer_decay < 1 else None)
+    opt = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.opt_betas),
+                              layer_decay=args.layer_decay if args.layer_decay < 1 else None)
     ipe = len(loader) // args.update_freq
     sched = CosineLRScheduler(opt, t_initial=args.epochs * ipe, lr_min=args.min_lr,
                               warmup_t=int(args.warmup_epochs * ipe), warmup_lr_init=0.0, t_in_epochs=False)

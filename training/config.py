@@ -172,7 +172,7 @@ def validate(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise ConfigError(f"--layer_decay: {exc}") from None
     need(args.num_workers >= 0, f"--num_workers {args.num_workers} must be >= 0")
-    need(args.eval_every >= 1, f"--eval_every {args.eval_every} must be at least 1 (the last epoch is always evaluated)")
+    need(args.eval_every >= 1, f"--eval_every {args.eval_every} must be at least 1 (epochs between evaluations)")
     need(args.ckpt_every_iters >= 0, f"--ckpt_every_iters {args.ckpt_every_iters} must be >= 0")
     need(args.fused_adamw in ADAMW_CHOICES,
          f"--fused_adamw {args.fused_adamw!r}: choose {', '.join(ADAMW_CHOICES)}")
