@@ -55,8 +55,14 @@ from .engine import NonFiniteLossError, Trainer, amp_dtype_for, evaluate, param_
 from .fast_paths import adamw, compile_model, to_channels_last
 from .logger import RunLogger
 from .schedules import CosineSchedule
-from .state import (atomic_duplicate, atomic_save, gather_rng_states, latest_checkpoint, load_training_checkpoint,
-                    set_rng_state)
+from .state import (
+    atomic_duplicate,
+    atomic_save,
+    gather_rng_states,
+    latest_checkpoint,
+    load_training_checkpoint,
+    set_rng_state,
+)
 
 __all__ = ["CheckpointSaver", "RunContext", "RunData", "TrainingRun", "build_timm_model"]
 
