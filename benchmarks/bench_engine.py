@@ -36,6 +36,7 @@ DataLoader workers that widens the end-to-end spread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -49,6 +50,17 @@ PRESET = Path(benchlib.REPO) / "pretrain_configs/demo_cpu.yaml"
 CASES = {"plain": [], "ema_accum": ["--model_ema", "--model_ema_decay", "0.999", "--batch_size", "16",
                                      "--update_freq", "2"]}
 STAMPS: list = []  # (next update, wall clock, this process's CPU seconds) after every update
+EPOCH_ENDS: list = []  # wall clock at each epoch's end, after its validation and checkpoint
+PHASES: list = []  # (phase, wall clock at its start, seconds) of the work at epoch ends
+
+
+@contextlib.contextmanager
+def phase(name: str):
+    t0, c0 = time.time(), time.perf_counter()
+    try:
+        yield
+    finally:
+        PHASES.append((name, t0, time.perf_counter() - c0))
 
 
 def engine_args(data: str, out: str, epochs: int, case: str) -> list:
@@ -56,12 +68,11 @@ def engine_args(data: str, out: str, epochs: int, case: str) -> list:
             "--print_freq", "0", *CASES[case]]
 
 
-def run_engine(argv: list) -> int:
-    from pretrain.config import parse_args
-    from pretrain.run import PretrainRun
-
-    class StampedRun(PretrainRun):
-        def update_hook(self, ctx):  # the public per-update hook: stamps the end of every update
+def stamped(run_class):
+    """``run_class`` (a TrainingRun) stamping the end of every update through the
+    public per-update hook."""
+    class StampedRun(run_class):
+        def update_hook(self, ctx):
             inner = super().update_hook(ctx)
             self.iters_per_epoch = ctx.iters_per_epoch
 
@@ -70,14 +81,22 @@ def run_engine(argv: list) -> int:
                 if inner is not None:
                     inner(next_step)
             return hook
+    return StampedRun
 
-    run = StampedRun(parse_args(argv))
+
+def run_engine(argv: list) -> int:
+    from pretrain.config import parse_args
+    from pretrain.run import PretrainRun
+    run = stamped(PretrainRun)(parse_args(argv))
     run.run()
     return run.iters_per_epoch
 
 
-def run_bare(argv: list) -> int:
-    """timm's train.py, reduced: what a user would write with timm and PyTorch."""
+def run_bare(argv: list, parse_args=None, validate: bool = True) -> int:
+    """timm's train.py, reduced: what a user would write with timm and PyTorch.
+    Loaders with persistent workers, as timm's ``create_loader``. ``parse_args``
+    reads the values of the preset (default: pretraining's); without ``validate``
+    the training updates alone (no validation, no checkpoint)."""
     import timm
     import torch
     from timm.data import create_transform
@@ -87,7 +106,8 @@ def run_bare(argv: list) -> int:
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
 
-    from pretrain.config import parse_args  # only to read the preset's values
+    if parse_args is None:
+        from pretrain.config import parse_args  # only to read the preset's values
     args = parse_args(argv)
     Path(args.output_dir).mkdir(parents=True)
     torch.manual_seed(args.seed)
@@ -95,16 +115,17 @@ def run_bare(argv: list) -> int:
         args.input_size, is_training=True, auto_augment=None, re_prob=args.reprob, re_mode="pixel",
         interpolation="bicubic", scale=tuple(args.scale), color_jitter=args.color_jitter,
         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
-                        drop_last=True, pin_memory=torch.cuda.is_available())
+    persistent = dict(num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        pin_memory=torch.cuda.is_available(), **persistent)
     val = ImageFolder(str(Path(args.data_path) / "val"), create_transform(
         args.input_size, is_training=False, interpolation="bicubic", crop_pct=args.crop_pct,
         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
-    val_loader = DataLoader(val, batch_size=args.batch_size, num_workers=args.num_workers)
+    val_loader = DataLoader(val, batch_size=args.batch_size, **persistent)
     model = timm.create_model("vit_tiny_patch16_224", num_classes=len(train.classes), img_size=args.input_size,
                               **args.model_kwargs)
-    opt = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=args.weight_decay,
-                              betas=tuple(args.opt_betas))
+    opt = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.opt_betas),
+                              layer_decay=args.layer_decay if args.layer_decay < 1 else None)
     ipe = len(loader) // args.update_freq
     sched = CosineLRScheduler(opt, t_initial=args.epochs * ipe, lr_min=args.min_lr,
                               warmup_t=int(args.warmup_epochs * ipe), warmup_lr_init=0.0, t_in_epochs=False)
@@ -127,11 +148,14 @@ def run_bare(argv: list) -> int:
                 ema.update(model, step=updates)
             sched.step_update(num_updates=updates)
             STAMPS.append((updates, time.time(), time.process_time()))
-        model.eval()  # as train.py: validate and save at every epoch end
-        with torch.no_grad():
-            top1 = sum((model(x).argmax(1) == y).sum().item() for x, y in val_loader) / len(val)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "top1": top1},
-                   Path(args.output_dir) / "last.pth")
+        if validate:  # as train.py: validate and save at every epoch end
+            model.eval()
+            with phase("validation"), torch.no_grad():
+                top1 = sum((model(x).argmax(1) == y).sum().item() for x, y in val_loader) / len(val)
+            with phase("checkpoint"):
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "top1": top1},
+                           Path(args.output_dir) / "last.pth")
+        EPOCH_ENDS.append(time.time())
     return ipe
 
 

@@ -40,7 +40,7 @@ ABSENT = "absent"              # neither run.json nor metrics.json: the run neve
 _NOT_RECIPE = {"model", "model_kwargs", "dropout", "drop_path", "drop_mode", "drop_schedule", "cutoff_epoch",
                "seed", "output_dir", "resume", "eval", "num_workers", "ckpt_every_iters", "print_freq",
                "tensorboard", "data_path", "finetune", "paper_top1", "diag_every", "diag_batches", "diag_samples",
-               "config", "dataset", "check_md5", "num_classes"}
+               "config", "dataset", "check_md5", "num_classes", "eval_every"}
 # det/seg config names from before one config per recipe, which old run dirs record: each
 # recipe had a copy per pretraining variant that differed only in its checkpoint path
 # (det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_1x_coco_early-sd.py). Retired name -> recipe.

@@ -80,6 +80,7 @@ def test_pretrain_configs_parse_and_give_valid_schedules(path):
     plan = DropPlan.build(dropout=args.dropout, drop_path=args.drop_path, drop_mode=args.drop_mode,
                           drop_schedule=args.drop_schedule, cutoff_epoch=args.cutoff_epoch, epochs=args.epochs,
                           iters_per_epoch=1251)
+    assert args.eval_every == 1  # the paper validated after every epoch
     # The file name says what the file holds.
     stem = path.stem
     assert args.output_dir.endswith(stem) or stem == "demo_cpu"
@@ -89,6 +90,29 @@ def test_pretrain_configs_parse_and_give_valid_schedules(path):
         mode = next(m for m in ("early", "late", "standard") if m in stem)
         kind = "drop_path" if stem.endswith(("_sd", "_sd_improved")) else "dropout"
         assert plan.mode == mode and getattr(plan, kind).rate > 0, stem
+
+
+# Images trained on and tested of the paper suite's datasets (their torchvision splits).
+SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "dtd": (3760, 1880), "flowers102": (2040, 6149),
+          "food101": (75750, 25250), "pets": (3680, 3669), "stl10": (5000, 8000),
+          "sun397": (19850, 19850), "stanford_cars": (8144, 8041), "fgvc_aircraft": (6667, 3333),
+          "caltech101": (3030, 5650), "voc2007": (5011, 4952), "birdsnap": (47000, 2443)}
+
+
+@pytest.mark.parametrize("name", sorted(SPLITS))
+def test_dataset_configs_keep_evaluation_under_a_tenth_of_either_recipe(name):
+    """Forward passes: an evaluated test image 1, a trained image 3 when fine-tuning
+    (forward and backward), 1 in a per-step linear probe (the frozen backbone's forward)."""
+    from cls_finetune.config import parse_args
+    train, test = SPLITS[name]
+    for recipe, passes in (("finetune", 3), ("linear_probe", 1)):
+        args = parse_args(["--config", str(REPO / f"cls_configs/_base_/{recipe}.yaml"),
+                           str(REPO / f"cls_configs/datasets/{name}.yaml")])
+        per_update = args.batch_size * 8  # the recipes' 8 GPUs
+        trained = train // per_update * per_update
+        evaluated = sum((e + 1) % args.eval_every == 0 or e == args.epochs - 1 for e in range(args.epochs))
+        share = evaluated * test / (args.epochs * passes * trained + evaluated * test)
+        assert share < 0.10, (recipe, args.eval_every, share)
 
 
 def test_paper_suite_parses_and_starts_from_shipped_pretraining_configs():

@@ -103,8 +103,11 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="only evaluate the --resume / --finetune checkpoint")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num_workers", type=int, default=8)
+    g.add_argument("--eval_every", type=int, default=1,
+                   help="evaluate every N epochs; the last epoch always is (best_top1: the best evaluated epoch)")
     g.add_argument("--ckpt_every_iters", type=int, default=1000,
-                   help="also save checkpoint-last.pth every N updates within an epoch (0: only at epoch end)")
+                   help="also save checkpoint-last.pth every N updates within an epoch (0: only at epoch end); "
+                   "epoch ends save when evaluated, others at a multiple of N (with 0: every epoch end)")
     g.add_argument("--print_freq", type=int, default=50)
     g.add_argument("--tensorboard", type=_bool, default=True)
     g = p.add_argument_group("speed (GPU fast paths; defaults run the paper's recipe as is)")
@@ -169,6 +172,8 @@ def validate(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise ConfigError(f"--layer_decay: {exc}") from None
     need(args.num_workers >= 0, f"--num_workers {args.num_workers} must be >= 0")
+    need(args.eval_every >= 1, f"--eval_every {args.eval_every} must be at least 1 (epochs between evaluations)")
+    need(args.ckpt_every_iters >= 0, f"--ckpt_every_iters {args.ckpt_every_iters} must be >= 0")
     need(args.fused_adamw in ADAMW_CHOICES,
          f"--fused_adamw {args.fused_adamw!r}: choose {', '.join(ADAMW_CHOICES)}")
 

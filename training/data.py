@@ -29,7 +29,7 @@ from . import distributed as D
 from .state import latest_checkpoint
 
 __all__ = ["DataError", "check_image_folder", "SafeImageFolder", "SeededDataset", "EpochSampler",
-           "isolated_rng", "starting_weights", "build_transforms", "make_loaders"]
+           "isolated_rng", "starting_weights", "build_transforms", "make_loaders", "release_workers"]
 
 
 class DataError(UserError):
@@ -176,14 +176,34 @@ def build_transforms(args, model: nn.Module):
 
 def make_loaders(args, train: Dataset, val: Dataset):
     """(train loader, its sampler, val loader): per-sample seeded augmentation
-    (exact resume), sharded over the processes."""
+    (exact resume), sharded over the processes. Their workers start once and
+    live until ``release_workers`` (or the loaders' end), as with timm's
+    loaders: an epoch or an evaluation starts no processes. Exactness does not
+    depend on it: the main process iterates the sampler anew at every epoch
+    (``set_epoch`` takes effect), and every sample's augmentation is seeded by
+    its position, not by a worker's RNG."""
     world, rank = D.world_size(), D.rank()
     train_sampler = EpochSampler(len(train), shuffle=True, seed=args.seed, rank=rank, world_size=world)
     val_sampler = EpochSampler(len(val), shuffle=False, seed=args.seed, rank=rank, world_size=world)
     common = dict(num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=args.num_workers > 0,
                   # Own generator: creating an iterator must not draw from the global RNG.
                   generator=torch.Generator())
     train_loader = DataLoader(SeededDataset(train), batch_size=args.batch_size, sampler=train_sampler,
                               drop_last=True, **common)
     val_loader = DataLoader(SeededDataset(val), batch_size=args.batch_size, sampler=val_sampler, **common)
     return train_loader, train_sampler, val_loader
+
+
+def release_workers(*loaders) -> None:
+    """End the persistent workers of ``loaders`` now: a run in a long-lived
+    process (a notebook, the tests) would otherwise keep them until the loaders
+    are garbage-collected. DataLoader has no public close; dropping its live
+    iterator is what its own ``__del__`` path does."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None:
+            loader._iterator = None
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()

@@ -50,12 +50,19 @@ from records import write_eval_metrics, write_final_metrics, write_run_info
 
 from . import distributed as D
 from .config import ConfigError, save_config
-from .data import DataError, EpochSampler
+from .data import DataError, EpochSampler, release_workers
 from .engine import NonFiniteLossError, Trainer, amp_dtype_for, evaluate, param_groups
 from .fast_paths import adamw, compile_model, to_channels_last
 from .logger import RunLogger
 from .schedules import CosineSchedule
-from .state import atomic_save, gather_rng_states, latest_checkpoint, load_training_checkpoint, set_rng_state
+from .state import (
+    atomic_duplicate,
+    atomic_save,
+    gather_rng_states,
+    latest_checkpoint,
+    load_training_checkpoint,
+    set_rng_state,
+)
 
 __all__ = ["CheckpointSaver", "RunContext", "RunData", "TrainingRun", "build_timm_model"]
 
@@ -103,7 +110,8 @@ class RunContext:
     iters_per_epoch: int
     # restore(): where the run stands and what it started from
     next_step: int = 0
-    best_top1: float = -1.0
+    best_top1: float = -1.0                # the best top-1 of the evaluated epochs
+    evaluated_epochs: int = 0              # epochs evaluated so far (--eval_every)
     # run.json's two: the weights the whole run started from (a resumed run: its first part's),
     # and the checkpoint this part resumed from (None: it did not resume)
     start_checkpoint: Optional[dict] = None
@@ -125,25 +133,34 @@ class RunContext:
     def resuming(self) -> bool:
         return self.resumed_from is not None
 
+    def evaluates(self, epoch: int) -> bool:
+        """Whether ``epoch`` (from 0) ends with an evaluation: every ``--eval_every``-th, and the last."""
+        return (epoch + 1) % self.args.eval_every == 0 or epoch == self.args.epochs - 1
+
 
 class CheckpointSaver:
     """Writes ``checkpoint-last.pth`` / ``checkpoint-best.pth`` of a run (in the
     spirit of timm's ``CheckpointSaver``): atomically, with every rank's RNG
-    (a collective: every rank calls ``save``), never with non-finite weights."""
+    (a collective: every rank calls each save point), never with non-finite
+    weights. A save point serializes once and gathers the RNG states once:
+    ``checkpoint-best.pth`` is a hard link (or copy) of the ``checkpoint-last.pth``
+    it just wrote, which holds the same state."""
 
     LAST, BEST = CHECKPOINT_LAST, CHECKPOINT_BEST
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
 
-    def save(self, name: str, next_step: int) -> None:
+    def save(self, next_step: int, best: bool = False) -> None:
+        """``checkpoint-last.pth`` at ``next_step``, and ``checkpoint-best.pth`` as the same file when ``best``."""
         ctx = self.ctx
         rngs = gather_rng_states()
         if not D.is_main():
             return
-        if not all(torch.isfinite(p).all() for p in ctx.model.parameters()):
+        params = list(ctx.model.parameters())
+        if params and not torch.stack([torch.isfinite(p).all() for p in params]).all():  # one device read
             raise NonFiniteLossError(f"weights became non-finite before update {next_step}: training "
-                                     f"stopped without overwriting {ctx.out / name}")
+                                     f"stopped without overwriting {ctx.out / self.LAST}")
         atomic_save({
             "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
             "scaler": ctx.scaler.state_dict() if ctx.scaler else None,
@@ -151,22 +168,33 @@ class CheckpointSaver:
             "epoch": next_step // ctx.iters_per_epoch, "step_in_epoch": next_step % ctx.iters_per_epoch,
             "next_step": next_step, "iters_per_epoch": ctx.iters_per_epoch, "num_classes": len(ctx.data.classes),
             "rng": rngs, "args": dict(vars(ctx.args)), "kind": ctx.kind, "best_top1": ctx.best_top1,
+            "evaluated_epochs": ctx.evaluated_epochs,
             "start_checkpoint": ctx.start_checkpoint, "normalization": model_normalization(ctx.model),
-        }, ctx.out / name)
+        }, ctx.out / self.LAST)
+        if best:
+            atomic_duplicate(ctx.out / self.LAST, ctx.out / self.BEST)
 
-    def end_of_epoch(self, next_step: int, top1: float) -> None:
-        """``checkpoint-last.pth``, and ``checkpoint-best.pth`` when ``top1`` is the best so far."""
-        is_best = top1 > self.ctx.best_top1
-        self.ctx.best_top1 = max(self.ctx.best_top1, top1)
-        self.save(self.LAST, next_step)
-        if is_best:
-            self.save(self.BEST, next_step)
+    def end_of_epoch(self, next_step: int, top1: Optional[float]) -> None:
+        """An evaluated epoch (``top1`` measured): ``checkpoint-last.pth``, and
+        ``checkpoint-best.pth`` when ``top1`` is the best so far. Another epoch
+        (``--eval_every``) saves only where a multiple of ``--ckpt_every_iters``
+        falls on its end (with 0: at every epoch end), so short epochs do not pay a
+        checkpoint each."""
+        ctx = self.ctx
+        if top1 is None:
+            every = ctx.args.ckpt_every_iters
+            if not every or next_step % every == 0:
+                self.save(next_step)
+            return
+        is_best = top1 > ctx.best_top1
+        ctx.best_top1 = max(ctx.best_top1, top1)
+        self.save(next_step, best=is_best)
 
     def within_epoch(self, next_step: int) -> None:
-        """``checkpoint-last.pth`` every ``--ckpt_every_iters`` updates (epoch ends save anyway)."""
+        """``checkpoint-last.pth`` every ``--ckpt_every_iters`` updates (epoch ends: ``end_of_epoch``)."""
         every = self.ctx.args.ckpt_every_iters
         if every and next_step % every == 0 and next_step % self.ctx.iters_per_epoch != 0:
-            self.save(self.LAST, next_step)
+            self.save(next_step)
 
 
 class TrainingRun:
@@ -214,6 +242,7 @@ class TrainingRun:
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> dict:
+        ctx = None
         try:
             ctx = self.setup()
             self.restore(ctx)
@@ -222,6 +251,8 @@ class TrainingRun:
             self.write_record(ctx)
             return self.export(ctx, **self.train(ctx))
         finally:
+            if ctx is not None:
+                release_workers(ctx.data.train_loader, ctx.data.val_loader)
             D.cleanup()
 
     def setup(self) -> RunContext:
@@ -287,6 +318,8 @@ class TrainingRun:
             if len(rngs) == D.world_size():
                 set_rng_state(rngs[D.rank()])
             ctx.next_step, ctx.best_top1 = ckpt["next_step"], ckpt.get("best_top1", -1.0)
+            # checkpoints from before --eval_every: every finished epoch was evaluated
+            ctx.evaluated_epochs = ckpt.get("evaluated_epochs", ctx.next_step // ctx.iters_per_epoch)
             ctx.start_checkpoint = ckpt.get("start_checkpoint")
             ctx.resumed_from = {"path": str(resume.resolve()), "sha256": file_sha256(resume),
                                 "next_step": ctx.next_step, "run_started_from": ctx.start_checkpoint}
@@ -354,7 +387,7 @@ class TrainingRun:
                        channels_last=args.channels_last)
 
     def train(self, ctx: RunContext) -> dict:
-        """The epochs left; evaluates and checkpoints after each. Returns what export needs."""
+        """The epochs left; evaluates (``--eval_every``) and checkpoints after them. Returns what export needs."""
         args, data = self.args, ctx.data
         saver = CheckpointSaver(ctx)
         hook = self.update_hook(ctx)
@@ -378,15 +411,20 @@ class TrainingRun:
             data.train_sampler.set_epoch(epoch, start=start * args.update_freq * args.batch_size)
             train_loss = trainer.train_one_epoch(data.train_loader, epoch, start_step=start)
             ctx.next_step = (epoch + 1) * ctx.iters_per_epoch
-            val, ema_val = self._validate(ctx)
-            rec = {"epoch": epoch, "step": ctx.next_step, "train_loss": train_loss,
-                   **{f"val_{k}": v for k, v in val.items() if k != "n"}, "time": time.time() - t0}
-            if ema_val is not None:
-                rec.update({f"ema_val_{k}": v for k, v in ema_val.items() if k != "n"})
-            logger.epoch(rec)
-            logger.info(f"epoch {epoch}: train loss {train_loss:.4f}, val top-1 {val['top1']:.2f}"
-                        + (f", EMA top-1 {ema_val['top1']:.2f}" if ema_val else ""))
-            saver.end_of_epoch(ctx.next_step, val["top1"])
+            rec = {"epoch": epoch, "step": ctx.next_step, "train_loss": train_loss}
+            text = f"epoch {epoch}: train loss {train_loss:.4f}"
+            evaluated = ctx.evaluates(epoch)
+            if evaluated:  # the log of another epoch has no val_* keys
+                val, ema_val = self._validate(ctx)
+                ctx.evaluated_epochs += 1
+                rec.update({f"val_{k}": v for k, v in val.items() if k != "n"})
+                text += f", val top-1 {val['top1']:.2f}"
+                if ema_val is not None:
+                    rec.update({f"ema_val_{k}": v for k, v in ema_val.items() if k != "n"})
+                    text += f", EMA top-1 {ema_val['top1']:.2f}"
+            logger.epoch({**rec, "time": time.time() - t0})
+            logger.info(text)
+            saver.end_of_epoch(ctx.next_step, val["top1"] if evaluated else None)
         logger.close()
         if val is None:  # resumed a run that had already finished: evaluate what it left
             val, ema_val = self._validate(ctx)
@@ -403,6 +441,8 @@ class TrainingRun:
                 "num_classes": len(ctx.data.classes), "top1": val["top1"]}
         metrics = {"kind": self.kind, "model": args.model, "method": method, **self.summary(ctx),
                    "epochs": args.epochs, "total_iters": ctx.total_iters, "final": val, "best_top1": ctx.best_top1,
+                   # best_top1 is the best of these epochs only
+                   "eval_every": args.eval_every, "evaluated_epochs": ctx.evaluated_epochs,
                    "ema_final": ema_val, "train_loss_last_epoch": train_loss, "wall_time_s": wall_time_s}
         if D.is_main():
             atomic_save({"model": model.state_dict(), "meta": {**meta, "ema": False}}, ctx.out / WEIGHTS)

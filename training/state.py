@@ -7,7 +7,8 @@ A checkpoint (``checkpoint-last.pth`` / ``checkpoint-best.pth``) holds
   ``iters_per_epoch`` (a resumed run must have the same), and for reading
   convenience ``epoch`` / ``step_in_epoch`` derived from them,
 * ``rng``: python, numpy and torch (CPU and CUDA) states of every rank,
-* ``args``, ``kind`` (``pretrain`` / ``cls_finetune``) and ``best_top1``;
+* ``args``, ``kind`` (``pretrain`` / ``cls_finetune``), ``best_top1`` and
+  ``evaluated_epochs`` (the epochs it is the best of: ``--eval_every``);
   ``backbones.checkpoint`` reads the pretraining method back from ``args``.
 
 Only tensors and plain Python values are stored, so it loads with
@@ -15,7 +16,9 @@ Only tensors and plain Python values are stored, so it loads with
 """
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +36,24 @@ from . import distributed as D
 def atomic_save(obj, path: Path) -> None:
     """torch.save, atomically (checkpoints and exported weights)."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_duplicate(src: Path, dst: Path) -> None:
+    """``dst`` becomes the file ``src`` just written, without serializing it again
+    (as timm's ``CheckpointSaver`` makes its best checkpoint): a hard link, or a
+    copy where the filesystem has none; atomically. Safe because run files are
+    only ever replaced (``os.replace``), never rewritten in place: replacing
+    ``src`` later leaves ``dst`` with the old content."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.link{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # no hard links here (some network and FUSE filesystems)
+        with open(src, "rb") as source:
+            atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
+        return
+    os.replace(tmp, dst)
 
 
 def rng_state() -> dict:
