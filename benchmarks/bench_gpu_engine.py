@@ -117,12 +117,12 @@ def main() -> int:
     p.add_argument("--force_cpu", action="store_true", help="the CPU at 64 px, batch 4 (checks the script only)")
     a = p.parse_args()
     import torch
-    print(benchlib.header("pretraining engine vs a bare timm loop on the GPU (224, batch 128)"))
+    device = torch.device("cpu" if a.force_cpu or not torch.cuda.is_available() else "cuda")
+    img, batch, updates = (64, 4, 2) if device.type == "cpu" else (224, 128, a.updates)
+    print(benchlib.header(f"pretraining engine vs a bare timm loop, {img}x{img}, batch {batch}, {device}"))
     if not torch.cuda.is_available() and not a.force_cpu:
         print("no GPU on this machine: nothing measured (--force_cpu checks the script on the CPU)")
         return 0
-    device = torch.device("cpu" if a.force_cpu else "cuda")
-    img, batch, updates = (64, 4, 2) if a.force_cpu else (224, 128, a.updates)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:

@@ -82,7 +82,8 @@ def measure(task: str, arch: str, device, iters: int) -> dict:
         sync()
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None
-    return {"task": task, "arch": arch, "config": config_of(task, arch), "size_hw": list(size), "batch": 2, "device": str(device),
+    return {"task": task, "arch": arch, "config": config_of(task, arch), "size_hw": list(size), "batch": 2,
+            "device": str(device),
             "s_iter": statistics.median(times), "s_iter_min": min(times), "s_iter_max": max(times),
             "iters": iters, "cuda_peak_mib": peak}
 

@@ -176,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import torch
         if not args.quiet:
             print(f"[check] torch {torch.__version__} on Python {sys.version.split()[0]}: in the supported range "
-                  f"torch {SUPPORTED_TORCH[0]}-{SUPPORTED_TORCH[1]}, Python {SUPPORTED_PYTHON[0]}-{SUPPORTED_PYTHON[1]}")
+                  f"torch {'-'.join(SUPPORTED_TORCH)}, Python {'-'.join(SUPPORTED_PYTHON)}")
         return 0
     problems = []
 

@@ -94,13 +94,18 @@ fi
 if [[ "$VENV" != none && ! -x "$VENV/bin/python" ]]; then
   if [[ "$TORCH_MODE" == system ]]; then
     say "creating virtual environment $VENV over $PY_BASE's packages (DT_TORCH=system)"
-    "$PY_BASE" -m venv --system-site-packages "$VENV"
+    # Without ensurepip (a distribution's python3 lacking python3-venv) the venv gets no pip of its
+    # own and runs PYTHON's, which the .pth below makes importable; pip installs into the venv.
+    "$PY_BASE" -m venv --system-site-packages "$VENV" 2>/dev/null \
+      || { rm -rf "$VENV"; "$PY_BASE" -m venv --system-site-packages --without-pip "$VENV"; }
     # --system-site-packages shows the *base* interpreter's packages only: when PYTHON is itself a
-    # venv (e.g. /opt/torch/.venv), its torch would be invisible. A .pth names its site dirs (after
-    # the new venv's own, so what we install there wins).
+    # venv (e.g. /opt/torch/.venv), its torch would be invisible. A .pth names every path PYTHON
+    # imports from that the new venv lacks (its site dirs, their .pth entries), after the venv's
+    # own site-packages, so what we install there wins.
     site_dir="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    "$PY_BASE" -c 'import sys; print("\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))' \
-      > "$site_dir/_dropout_transfer_base.pth"
+    own="$("$PY" -c 'import sys; print("\n".join(sys.path))')"
+    "$PY_BASE" -c 'import sys; own = set(sys.argv[1].splitlines()); print("\n".join(p for p in sys.path[1:] if p and p not in own))' \
+      "$own" > "$site_dir/_dropout_transfer_base.pth"
   else
     say "creating virtual environment $VENV"
     "$PY_BASE" -m venv "$VENV"
