@@ -30,7 +30,8 @@ OFFLINE = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "",
 # usually has (numpy, scipy, matplotlib, OpenCV); nothing of the suite.
 TORCH_DISTS = ("torch", "torchvision", "numpy", "pillow", "typing-extensions", "sympy", "mpmath", "networkx",
                "jinja2", "markupsafe", "filelock", "fsspec", "scipy", "matplotlib", "contourpy", "cycler",
-               "fonttools", "kiwisolver", "packaging", "pyparsing", "python-dateutil", "six", "opencv-python")
+               "fonttools", "kiwisolver", "packaging", "pyparsing", "python-dateutil", "six", "opencv-python",
+               "opencv-python-headless")
 
 
 def run(args, env=None, **kw):
@@ -118,7 +119,10 @@ def torch_only_python(base: Path) -> Path:
     shelf.mkdir()
     for name in TORCH_DISTS + tuple(d.metadata["Name"] for d in md.distributions()
                                     if wheelhouse.provided_by_torch(d.metadata["Name"] or "")):
-        dist = md.distribution(name)
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:  # e.g. opencv-python-headless where others have opencv-python
+            continue
         for top in {Path(str(f)).parts[0] for f in dist.files or ()}:
             src = Path(dist.locate_file(top))
             if top != ".." and src.exists() and not (shelf / top).exists():
