@@ -137,8 +137,11 @@ def installed(python: Optional[str] = None) -> dict[str, Optional[str]]:
     """The distributions an interpreter sees on its sys.path (.pth entries included)."""
     if python is None:
         import importlib.metadata as md
-        lines = [f"{d.metadata['Name']}=={d.version}" for d in md.distributions() if d.metadata["Name"]]
-        return parse_have(lines, sys.executable)
+        have = {}
+        for d in md.distributions():  # in sys.path order: the first is the one imported
+            if d.metadata["Name"]:
+                have.setdefault(canonicalize_name(d.metadata["Name"]), d.version)
+        return have
     try:
         out = subprocess.run([python, "-c", HAVE_SNIPPET], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
