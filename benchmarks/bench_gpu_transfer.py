@@ -52,6 +52,8 @@ def build(task: str, config: str, device):
         from mmdet.registry import MODELS
     else:
         from mmseg.registry import MODELS
+        cfg.model.data_preprocessor.size = None  # no padding to the 512 crop (the GPU batch is 512 already)
+        cfg.model.data_preprocessor.size_divisor = 32
     cfg.model.backbone.init_cfg = None  # no pretraining export here: the step's cost, not the transfer
     import torch
     torch.manual_seed(0)
