@@ -20,7 +20,9 @@ slower on the GPU, so it needs fewer workers; an A100/H100 needs 2-4x more.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -95,6 +97,7 @@ def main() -> None:
     p.add_argument("--gpu_img_s", type=float, default=850.0)
     benchlib.add_case_arguments(p, threads=False)
     p.add_argument("--root")
+    p.add_argument("--json", help="also write the per-worker and GPU figures here (tools/gpu_check.py)")
     a = p.parse_args()
     if a.memory:
         benchlib.mark_baseline()
@@ -126,6 +129,11 @@ def main() -> None:
           f"{128 / need * 1e3:.0f} ms per step ({source})")
     print(f"  workers to feed it: {need / worker:.1f} -> {math.ceil(need / worker)} "
           f"(each on its own core of this machine's speed)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"per_worker_img_s": worker, "gpu_img_s": need, "gpu_img_s_source": source,
+                       "workers_needed": math.ceil(need / worker), "cpus": os.cpu_count(),
+                       "per_image_cpu_s": cpu_per_image}, f, indent=1)
 
 
 if __name__ == "__main__":

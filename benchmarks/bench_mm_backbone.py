@@ -61,21 +61,23 @@ def build_model(task: str, backbone: str, arch: str = "swin"):
     return MODELS.build(cfg.model).train()  # default initialisation: the timing needs no init_weights
 
 
-def make_batch(task: str, size: int):
+def make_batch(task: str, size):
+    """Two images of ``size`` (an int: square; else (height, width)) with their targets."""
     import torch
     torch.manual_seed(0)
+    h, w = (size, size) if isinstance(size, int) else size
     if task == "det":
         from mmdet.testing import demo_mm_inputs
-        return demo_mm_inputs(batch_size=2, image_shapes=(3, size, size), num_items=[3, 3], num_classes=80,
+        return demo_mm_inputs(batch_size=2, image_shapes=(3, h, w), num_items=[3, 3], num_classes=80,
                               with_mask=True)
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     samples = []
     for _ in range(2):
-        s = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size)))
-        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, size, size)))
+        s = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w)))
         samples.append(s)
-    return {"inputs": [torch.randint(0, 256, (3, size, size), dtype=torch.uint8) for _ in range(2)],
+    return {"inputs": [torch.randint(0, 256, (3, h, w), dtype=torch.uint8) for _ in range(2)],
             "data_samples": samples}
 
 

@@ -4,6 +4,7 @@ suite will use: the CPU, plus CUDA when torch sees a GPU. Exits 1 with one line
 per problem, 2 for a device name torch does not know.
 
     python tools/check_env.py [--quiet] [--device cuda:1 ...] [--expect-mmcv-cuda 13.0]
+    python tools/check_env.py --torch-range   # only: is this Python's torch one the suite supports (exit 2 if not)
 
 The launchers call ``mmcv_ops_problems(devices)`` (``import check_env`` with
 tools/ as the script dir) before building a model on a GPU."""
@@ -14,6 +15,33 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
+# The torch and Python releases a bring-your-own-torch setup (DT_TORCH=system) accepts, major.minor
+# inclusive, and those actually run (README "On GPUs"). 2.11 is the lower end because the GPU machines
+# users have (torch 2.11.0+cu130, Python 3.12) are what DT_TORCH=system is for; older torch is untried.
+SUPPORTED_TORCH = ("2.11", "2.14")
+SUPPORTED_PYTHON = ("3.10", "3.12")
+TRIED = "torch 2.14.1+cu130 and 2.13.0+cu130 on Python 3.11, CPU only (2026-12-03)"
+
+
+def _mm(version: str) -> tuple:
+    return tuple(int(x) for x in version.split("+")[0].split(".")[:2])
+
+
+def torch_range_problem() -> Optional[str]:
+    """One line when this interpreter's torch or Python is outside the supported range, else None."""
+    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not _mm(SUPPORTED_PYTHON[0]) <= _mm(py) <= _mm(SUPPORTED_PYTHON[1]):
+        return (f"Python {py} ({sys.executable}) is outside the supported range "
+                f"{SUPPORTED_PYTHON[0]}-{SUPPORTED_PYTHON[1]} (tried: {TRIED})")
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - a broken torch is as unusable as a missing one
+        return f"no torch importable by {sys.executable} ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+    if not _mm(SUPPORTED_TORCH[0]) <= _mm(torch.__version__) <= _mm(SUPPORTED_TORCH[1]):
+        return (f"torch {torch.__version__} ({Path(torch.__file__).parent}) is outside the supported range "
+                f"{SUPPORTED_TORCH[0]}-{SUPPORTED_TORCH[1]} (tried: {TRIED}); DT_TORCH=pinned installs the "
+                "pinned torch instead")
+    return None
 
 
 def default_devices() -> list:
@@ -132,12 +160,24 @@ def mmcv_cuda_build_problems(expected_cuda: str) -> list:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quiet", action="store_true", help="print only problems")
+    parser.add_argument("--torch-range", action="store_true",
+                        help="only check that this Python and its torch are in the supported range (exit 2 if not)")
     parser.add_argument("--device", action="append", metavar="DEVICE",
                         help="check mmcv's ops on this device (repeatable; default: cpu, plus cuda if visible)")
     parser.add_argument("--expect-mmcv-cuda", metavar="VERSION",
                         help="also require an mmcv built with CUDA VERSION ops carrying device code "
                              "(checkable without a GPU)")
     args = parser.parse_args(argv)
+    if args.torch_range:
+        problem = torch_range_problem()
+        if problem:
+            print(f"[check] ERROR: {problem}", file=sys.stderr)
+            return 2
+        import torch
+        if not args.quiet:
+            print(f"[check] torch {torch.__version__} on Python {sys.version.split()[0]}: in the supported range "
+                  f"torch {'-'.join(SUPPORTED_TORCH)}, Python {'-'.join(SUPPORTED_PYTHON)}")
+        return 0
     problems = []
 
     def report(msg: str) -> None:

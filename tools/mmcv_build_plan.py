@@ -334,6 +334,16 @@ def probe_torch() -> tuple[str, Optional[str], list[str]]:
     return torch.__version__, torch.version.cuda, gpus
 
 
+def torch_site_packages() -> str:
+    """Where torch and its nvidia/* packages are installed: the venv's own site-packages, or the
+    interpreter's a venv over it sees (DT_TORCH=system), found without importing torch."""
+    import importlib.util
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        return sysconfig.get_paths()["purelib"]
+    return os.path.dirname(os.path.dirname(spec.origin))
+
+
 def installed_toolkit_version() -> Optional[str]:
     from importlib import metadata
     try:
@@ -372,8 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.compose_cuda_home:
             if not args.toolkit_dir:
                 raise PlanError("--compose-cuda-home needs --toolkit-dir")
-            home, found = compose_cuda_home(args.compose_cuda_home, args.toolkit_dir,
-                                            sysconfig.get_paths()["purelib"])
+            home, found = compose_cuda_home(args.compose_cuda_home, args.toolkit_dir, torch_site_packages())
             if found:
                 print(f"[setup] CUDA library headers from torch's packages: {' '.join(found)}", file=sys.stderr)
             print(home)
@@ -396,7 +405,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             system = [(h, nvcc_release(h)) for h in system_cuda_candidates(env)]
         tk = none_or(args.toolkit_version) if args.toolkit_version is not None else installed_toolkit_version()
         plan = make_plan(torch_version=torch_version, torch_cuda=torch_cuda, gpus=gpus, env=env,
-                         system_cuda=system, toolkit_version=tk, site_packages=sysconfig.get_paths()["purelib"],
+                         system_cuda=system, toolkit_version=tk, site_packages=torch_site_packages(),
                          py_tag=f"cp{sys.version_info[0]}{sys.version_info[1]}", machine=platform.machine(),
                          jobs=args.jobs, mmcv_version=args.mmcv_version)
     except (PlanError, OSError) as exc:  # OSError: a --compose-cuda-home path that cannot be written
