@@ -197,8 +197,9 @@ def statuses(suite: Suite, jobs: Iterable[Job], hashes: records.Hashes,
     jobs = list(jobs)
     by_key = suite.by_key()
     wanted = {j.key for j in jobs}
-    deps = [by_key[j.depends_on] for j in jobs if j.depends_on and j.depends_on not in wanted]
-    out = {job.key: status_of(suite, job, hashes, queue) for job in [*jobs, *dict.fromkeys(deps)]}
+    # by key, once each (jobs are dataclasses, not hashable)
+    deps = {j.depends_on: by_key[j.depends_on] for j in jobs if j.depends_on and j.depends_on not in wanted}
+    out = {job.key: status_of(suite, job, hashes, queue) for job in [*jobs, *deps.values()]}
     for job in jobs:  # say why a transfer job cannot start yet
         dep = out.get(job.depends_on) if job.depends_on else None
         if out[job.key].state == NOT_STARTED and dep is not None and dep.state != DONE:
