@@ -17,6 +17,7 @@ import check_env  # tools/ is on pytest's pythonpath
 import gpu_check
 import wheelhouse
 from helpers import REPO, assert_fails_with
+from test_gpu_setup import one_line, run  # the setup tests' subprocess helpers, shared
 from wheelhouse import Requirement, satisfied
 
 TOOLS = REPO / "tools"
@@ -32,17 +33,6 @@ TORCH_DISTS = ("torch", "torchvision", "numpy", "pillow", "typing-extensions", "
                "jinja2", "markupsafe", "filelock", "fsspec", "scipy", "matplotlib", "contourpy", "cycler",
                "fonttools", "kiwisolver", "packaging", "pyparsing", "python-dateutil", "six", "opencv-python",
                "opencv-python-headless")
-
-
-def run(args, env=None, **kw):
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})}, **kw)
-
-
-def one_line(text):
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 # ----------------------------------------------------------- the rules --
