@@ -35,10 +35,6 @@ from test_slurm import slurm  # noqa: F401  (the cluster fixture)
 from test_suite import TINY_CLS, TINY_PRETRAIN, data, run, table  # noqa: F401  (data: a fixture)
 from test_suite_slurm import cluster, slurm_out, submitted  # noqa: F401  (cluster: a fixture)
 
-# Written for issue 22 but not yet passing on the merged tree (session 5): the killed job resumed once, not
-# twice, and the Slurm requeue step waited out its timeout. Skipped until fixed; issue 22 stays open.
-NOT_YET_PASSING = pytest.mark.skip(reason="issue 22, open: this fault test does not pass yet (session 5 note)")
-
 
 def write_suite(path, data_root, root, cls_data=None, more="", flags=()):
     """Pretraining ``a`` and fine-tuning from it on ``transfer`` (or on the datasets of
@@ -225,7 +221,6 @@ def gone(pid):
         return True
 
 
-@NOT_YET_PASSING
 def test_killed_runner_and_jobs_resume_to_the_uninterrupted_result(data, tmp_path, capsys):  # noqa: F811
     """``victim`` is the same pretraining as ``a`` (same preset, flags and seed), killed twice."""
     root = tmp_path / "out"
@@ -302,7 +297,6 @@ def test_killed_runner_and_jobs_resume_to_the_uninterrupted_result(data, tmp_pat
 
 # ---- Slurm: scontrol requeue, scancel, --failed --------------------------------------------------
 
-@NOT_YET_PASSING
 def test_slurm_requeue_cancel_and_failed_rerun(cluster, data, tmp_path, capsys):  # noqa: F811
     root, later = tmp_path / "out", tmp_path / "later"
     path = write_suite(tmp_path / "suite.yaml", data, root, {"later": later},
