@@ -145,7 +145,9 @@ def test_no_reachable_slurm_is_one_line_saying_where_it_looked(tmp_path, capsys,
 
 def test_gpu_jobs_on_a_machine_without_them_are_refused(tmp_path, capsys):
     path = tmp_path / "suite.yaml"
-    path.write_text("output_root: o\npretrain: {architectures: {vit: [demo_cpu]}, resources: {gpus_per_job: 8}}\n")
+    # (output_root under tmp_path: the refused runner has taken the output root's lock, as every run does)
+    path.write_text(f"output_root: {tmp_path / 'o'}\npretrain: {{architectures: {{vit: [demo_cpu]}}, "
+                    "resources: {gpus_per_job: 8}}\n")
     code, _, err = run(["run", path, "--gpus", "2"], capsys)
     assert code == 2 and "pretrain jobs ask for 8 GPUs (gpus_per_job) and this machine has 2 usable" in err, err
     code, out, err = run(["run", path, "--gpus", "2", "--dry_run"], capsys)  # the plan says so instead
