@@ -3,15 +3,19 @@ steps from the roots to the written answer."""
 from __future__ import annotations
 
 import argparse
+import datetime
+import shlex
+import sys
 from pathlib import Path
 from typing import List
 
 import records
 from common.errors import run_cli
+from common.provenance import source_commit
 
 from .cells import build_cells, summary_counts
 from .discovery import DEFAULT_BASELINE, check_request, find_runs, select_metrics
-from .tables import markdown_tables, print_console, write_csvs, write_report, write_tex
+from .tables import fill_readme, markdown_tables, print_console, readme_text, write_csvs, write_report, write_tex
 
 __all__ = ["HELP", "compare", "build_parser", "main"]
 
@@ -42,7 +46,7 @@ Columns
                confidence interval (t-interval by default; --ci bootstrap for a
                percentile bootstrap); needs 2 pairs for a CI
   p            two-sided paired t-test (scipy.stats.ttest_rel), from 3 pairs on
-  wins         pairs where the method is better (higher; lower for train loss)
+  wins         pairs where the method is better (higher; lower for losses)
   expected     pretraining top-1: the paper's number for the preset (--paper_top1)
   notes        unfinished / no metrics / stale runs, missing baseline, uneven seeds
 
@@ -58,7 +62,19 @@ loss, validation and drop rate, mean ± std over seeds), diagnostics_<cell>.png
 """
 
 
+def provenance(runs, argv: List[str]) -> str:
+    """Which command and code made the report, and which code made its runs (run.json's commit)."""
+    made = sorted({str(r.info.get("commit")) for r in runs if r.info.get("commit")})
+    unknown = sum(1 for r in runs if not r.info.get("commit"))
+    return (f"Made by `{shlex.join(['python', 'tools/compare.py', *argv])}` at commit "
+            f"{source_commit() or 'unknown (not a git checkout)'} on {datetime.date.today().isoformat()}; "
+            f"its {len(runs)} runs were made at commit {', '.join(made) if made else 'unknown'}"
+            + (f" ({unknown} of them record no commit)" if unknown and made else "") + ".")
+
+
 def compare(args) -> Path:
+    if args.readme:  # before any work: a README without its block stops here
+        readme_text(Path(args.readme), Path(args.out))
     runs = find_runs(args.roots, args.skip_unreadable)
     metrics = select_metrics(args.metric)
     baselines = args.baseline or [DEFAULT_BASELINE]
@@ -78,7 +94,10 @@ def compare(args) -> Path:
     if not args.no_plots:
         from .plots import plot_forest, plot_group_curves  # matplotlib only when plotting
         plots = plot_forest(cells, out) + plot_group_curves(runs, cells, out, baselines)
-    report = write_report(out, tables_md, plots)
+    made_by = provenance(runs, args.argv)
+    report = write_report(out, tables_md, plots, made_by)
+    if args.readme:
+        fill_readme(Path(args.readme), out, tables_md, plots, made_by)
     print(f"\nreport: {report} ({len(plots)} plots); also summary.md, summary.csv, runs.csv, summary.tex in {out}")
     return report
 
@@ -107,10 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_stale_check", action="store_true",
                    help="do not hash the pretrained checkpoints to find stale transfer runs")
     p.add_argument("--no_plots", action="store_true", help="tables only")
+    p.add_argument("--readme", metavar="FILE",
+                   help="also write the tables and the diagnostics figures into FILE (markdown), between the "
+                        "lines '<!-- compare --out OUT: ... -->' and '<!-- end of compare --out OUT -->' it holds "
+                        "(README's study results: generated, never typed in)")
     return p
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return run_cli(lambda: compare(args))
 

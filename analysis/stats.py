@@ -80,7 +80,7 @@ def method_text(ci: str) -> list:
         "transfer runs, the same own seed (runs without a recorded seed pair in run-dir order).",
         f"Δ = mean of (method - baseline) over pairs; 95% CI: {ci_text}, from 2 pairs; "
         "p: two-sided paired t-test (scipy.stats.ttest_rel), from 3 pairs; wins: pairs where the method is "
-        "better (lower for train loss).",
+        "better (lower for losses).",
         "Values in points (COCO AP x 100, mIoU/mAcc/aAcc and top-1/top-5 in %); mean ± std over the method's "
         "finished runs (std with n-1). Unfinished, no-metrics and stale runs are left out of every number.",
     ]

@@ -3,19 +3,22 @@ summary.tex and report.md, all from pandas frames of the cells and runs (``to_cs
 ``to_markdown`` through tabulate, ``Styler.to_latex`` with its LaTeX escaping)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
 
 import records
+from common.errors import UserError
+from common.files import atomic_write
 from records import RunRecord
 
 from .cells import Cell, grouped
 from .stats import PairedStats, describe, method_text
 
 __all__ = ["cell_row", "summary_line", "baseline_text", "print_console", "markdown_tables",
-           "write_csvs", "write_tex", "write_report"]
+           "write_csvs", "write_tex", "write_report", "readme_markers", "readme_text", "fill_readme"]
 
 CSV_LINES = "\r\n"  # the csv module's line ending, which the files have always had
 
@@ -23,7 +26,7 @@ CSV_LINES = "\r\n"  # the csv module's line ending, which the files have always 
 # ---- one cell as text --------------------------------------------------------------------------
 
 def _digits(cell: Cell) -> int:
-    return 3 if cell.metric.id == "train_loss" else 2
+    return cell.metric.digits
 
 
 def _fixed(v: Optional[float], digits: int, signed: bool = False) -> str:
@@ -214,8 +217,40 @@ def write_tex(cells: List[Cell], out: Path, ci: str) -> None:
 
 # ---- the report --------------------------------------------------------------------------------
 
-def write_report(out: Path, tables_md: str, plots: List[Path]) -> Path:
-    lines = ["# Does dropout pretraining transfer better? (tools/compare.py)", "", tables_md]
+def readme_markers(out: Path) -> Tuple[str, str]:
+    """The lines that hold compare's block for ``--out out`` in a markdown file (``--readme``)."""
+    return (f"<!-- compare --out {out}: written by tools/compare.py --readme; edits here are overwritten -->",
+            f"<!-- end of compare --out {out} -->")
+
+
+def readme_text(readme: Path, out: Path) -> str:
+    """``readme``'s text, checked to hold one block for ``--out out`` (a UserError naming it otherwise)."""
+    begin, end = readme_markers(out)
+    try:
+        text = readme.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--readme {readme}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise UserError(f"--readme {readme}: expected one block between the lines {begin!r} and {end!r} "
+                        "(add them where the tables go)")
+    return text
+
+
+def fill_readme(readme: Path, out: Path, tables_md: str, plots: List[Path], provenance: str) -> None:
+    """Replace the block between ``readme_markers(out)`` in ``readme`` with the provenance, the
+    tables and the diagnostics figures (linked relative to ``readme``)."""
+    begin, end = readme_markers(out)
+    text = readme_text(readme, out)
+    figures = [f"![{p.stem}]({os.path.relpath(p, readme.parent)})" for p in plots if p.name.startswith("diagnostics_")]
+    body = "\n".join([provenance, "", tables_md.replace("\n### ", "\n#### "), *[f + "\n" for f in figures]])
+    head, rest = text.split(begin, 1)
+    filled = head + begin + "\n" + body.rstrip("\n") + "\n" + end + rest.split(end, 1)[1]
+    atomic_write(readme, lambda f: f.write(filled.encode()))
+
+
+def write_report(out: Path, tables_md: str, plots: List[Path], provenance: str = "") -> Path:
+    lines = ["# Does dropout pretraining transfer better? (tools/compare.py)", "",
+             *([provenance, ""] if provenance else []), tables_md]
     if plots:
         lines += ["## Plots", ""]
         for p in plots:

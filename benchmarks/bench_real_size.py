@@ -158,12 +158,14 @@ def child(config: str, work: Path, val_images: int, tool: str) -> None:
     wall = time.time() - t0
     lines = [json.loads(line) for f in run_dir.glob("*/vis_data/scalars.json") for line in f.read_text().splitlines()]
     train = [r["time"] for r in lines if "loss" in r and "time" in r]
-    val = [r for r in lines if any(k.startswith(("coco/", "mIoU")) for k in r)]
+    # validation iterations (batch 1: one image each) log a time and no loss; the epoch's metric line has neither
+    val = [r["time"] for r in lines if "time" in r and "loss" not in r and "lr" not in r]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     emit({"config": config, "threads": torch.get_num_threads(), "train_iters": len(train),
           "s_per_iter": sum(train) / len(train) if train else None,
-          "val_s_per_image": val[-1].get("time") if val else None, "wall_s": wall,
-          "finished": metrics.get("finished"), "metric_keys": sorted(metrics.get("metrics", {}))[:3]})
+          "val_s_per_image": sum(val) / len(val) if val else None, "wall_s": wall,
+          "finished": metrics.get("finished"), "metric_keys": sorted(metrics.get("metrics", {}))[:3],
+          "note": metrics.get("note", "")})
 
 
 def main() -> None:
@@ -188,7 +190,8 @@ def main() -> None:
                        "--tool", a.tool], timeout=3600)
         val = f"{r['val_s_per_image']:.1f}" if r["val_s_per_image"] is not None else "?"
         print(f"{Path(config).stem:<58}{r['s_per_iter']:>8.1f}{val:>11}{r['memory']['rss_mib'] / 1024:>8.1f} GiB"
-              f"  {', '.join(r['metric_keys'])} (finished: {r['finished']}, {r['wall_s']:.0f} s in all)", flush=True)
+              f"  {', '.join(r['metric_keys']) or 'none: ' + r['note']} (finished: {r['finished']}, "
+              f"{r['wall_s']:.0f} s in all)", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("diagnostics (the paper's Section 3; written to diagnostics.jsonl)")
     g.add_argument("--diag_every", type=int, default=0,
                    help="measure grad norm, model distance, GDV and GDE every N updates (0: off)")
+    g.add_argument("--diag_until_epoch", type=float, default=0.0,
+                   help="measure only up to this (fractional) epoch, where the paper's early-training "
+                   "claims live; 0: the whole run")
     g.add_argument("--diag_batches", type=int, default=8, help="mini-batches compared for GDV/GDE")
     g.add_argument("--diag_samples", type=int, default=2048,
                    help="training images of the whole-dataset gradient, a fixed set disjoint from the "
@@ -36,6 +39,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parse_training_args(build_parser(), argv)
     if args.diag_every < 0:
         raise ConfigError(f"--diag_every {args.diag_every} must be >= 0")
+    if args.diag_until_epoch < 0:
+        raise ConfigError(f"--diag_until_epoch {args.diag_until_epoch} must be >= 0")
     if args.diag_batches < 2:
         raise ConfigError(f"--diag_batches {args.diag_batches} must be >= 2 (GDV compares pairs)")
     return args

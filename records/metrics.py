@@ -35,6 +35,8 @@ class Metric:
     higher_is_better: bool = True
     headline: bool = False    # shown by default
     headline_for: Tuple[str, ...] = ()  # only these datasets' headline (empty: every dataset without its own)
+    minus: Tuple[str, ...] = ()         # a difference: the value at ``path`` less the value at ``minus``
+    digits: int = 2                     # decimals in tables
 
 
 def _det(id_, label, key, headline=False):
@@ -45,7 +47,23 @@ METRICS: List[Metric] = [
     Metric("top1", "ImageNet top-1", "pretrain", ("final", "top1"), headline=True),
     Metric("top5", "ImageNet top-5", "pretrain", ("final", "top5")),
     Metric("train_loss", "final train loss", "pretrain", ("train_loss_last_epoch",), higher_is_better=False,
-           headline=True),
+           headline=True, digits=3),
+    Metric("val_loss", "final validation loss", "pretrain", ("final", "loss"), higher_is_better=False, digits=3),
+    # validation loss less the last epoch's mean training loss: near 0 (or below) for a model that underfits
+    Metric("loss_gap", "val - train loss", "pretrain", ("final", "loss"), higher_is_better=False,
+           minus=("train_loss_last_epoch",), digits=3),
+    # The paper's gradient diagnostics over its early phase (the first 1/6 of training; pretrain/run.py
+    # EARLY_PHASE): the mean of the points measured there after step 0, the distance at the last of them.
+    # "Better" is the direction the paper reports for early dropout in an underfitting model: lower
+    # GDV, GDE and gradient norm, a longer way from the initial weights.
+    Metric("gdv", "GDV (early phase mean)", "pretrain", ("diagnostics", "gdv_mean"), higher_is_better=False,
+           digits=4),
+    Metric("gde", "GDE (early phase mean)", "pretrain", ("diagnostics", "gde_mean"), higher_is_better=False,
+           digits=4),
+    Metric("grad_norm", "gradient norm (early phase mean)", "pretrain", ("diagnostics", "grad_norm_mean"),
+           higher_is_better=False, digits=3),
+    Metric("model_distance", "distance from init (end of early phase)", "pretrain",
+           ("diagnostics", "model_distance_last")),
     Metric("top1", "top-1", "cls_finetune", ("final", "top1"), headline=True),
     Metric("top5", "top-5", "cls_finetune", ("final", "top5")),
     Metric("mean_per_class", "mean per-class accuracy", "cls_finetune", ("final", "mean_per_class"), headline=True,
@@ -89,12 +107,18 @@ def finite_number(value) -> Optional[float]:
 def extract_metrics(kind: str, metrics_json: dict) -> Dict[str, float]:
     """{metric id: value in points} of the metrics this kind of run reports; absent or
     non-finite values are left out (an evaluator that returned nothing gives {})."""
+    def at(path: Tuple[str, ...]) -> Optional[float]:
+        node = metrics_json
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return finite_number(node)
+
     out = {}
     for m in metrics_of(kind):
-        node = metrics_json
-        for key in m.path:
-            node = node.get(key) if isinstance(node, dict) else None
-        value = finite_number(node)
+        value = at(m.path)
+        if value is not None and m.minus:
+            other = at(m.minus)
+            value = None if other is None else value - other
         if value is not None:
             out[m.id] = value * m.scale
     return out

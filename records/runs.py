@@ -19,6 +19,7 @@ from common.files import (
     write_json,
 )
 from common.names import CONFIG, EVAL_METRICS, METRICS, RUN_INFO, TENSORBOARD, TEST_METRICS, VAL_METRICS
+from common.provenance import source_commit
 
 from .metrics import KINDS, TASK_NAMES, extract_metrics
 
@@ -39,8 +40,8 @@ ABSENT = "absent"              # neither run.json nor metrics.json: the run neve
 # (architecture, drop method, seed, dataset) and what does not change the numbers.
 _NOT_RECIPE = {"model", "model_kwargs", "dropout", "drop_path", "drop_mode", "drop_schedule", "cutoff_epoch",
                "seed", "output_dir", "resume", "eval", "num_workers", "ckpt_every_iters", "print_freq",
-               "tensorboard", "data_path", "finetune", "paper_top1", "diag_every", "diag_batches", "diag_samples",
-               "config", "dataset", "check_md5", "num_classes", "eval_every"}
+               "tensorboard", "data_path", "finetune", "paper_top1", "diag_every", "diag_until_epoch",
+               "diag_batches", "diag_samples", "config", "dataset", "check_md5", "num_classes", "eval_every"}
 # det/seg config names from before one config per recipe, which old run dirs record: each
 # recipe had a copy per pretraining variant that differed only in its checkpoint path
 # (det_configs/vit_tiny/mask-rcnn_vit-tiny_fpn_1x_coco_early-sd.py). Retired name -> recipe.
@@ -369,8 +370,8 @@ def run_label(run_dir) -> str:
 # ---- writing (every writer of the suite) ---------------------------------------------------
 
 def write_run_info(run_dir, info: dict) -> None:
-    """``run.json``: what the run is, written when it starts."""
-    write_json(Path(run_dir) / RUN_INFO, info)
+    """``run.json``: what the run is, written when it starts, with the commit of the code that runs it."""
+    write_json(Path(run_dir) / RUN_INFO, {**info, "commit": source_commit()})
 
 
 def write_final_metrics(run_dir, metrics: dict) -> None:

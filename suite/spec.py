@@ -172,8 +172,13 @@ def parse_time(value, where: str) -> int:
 # those libraries' multi-line messages would have to be rewritten into one line naming the key.
 
 def _key(check: str, **options):
-    """A section key read by ``_Checker.<check>(value, where, read=..., **options)``."""
+    """A section key read by ``_Checker.<check>(value, where, read=..., **options)``; ``key``:
+    its name in the file where that differs from the field's."""
     return field(metadata={"check": check, **options})
+
+
+def _yaml_key(f) -> str:
+    return f.metadata.get("key", f.name)
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ class DetSegSection:
     seeds: List[int] = _key("seeds")
     data: Optional[Path] = _key("data")
     cfg_options: List[str] = _key("cfg_options")
-    pretrain_seed: int = _key("pretrain_seed")
+    pretrain_seeds: List[int] = _key("pretrain_seed", key="pretrain_seed")
     resources: Resources = _key("resources")
 
 
@@ -214,12 +219,12 @@ class ClsSection:
     seeds: List[int] = _key("seeds")
     data: Dict[str, Optional[Path]] = _key("data_per_dataset")  # dataset -> its data folder
     flags: List[str] = _key("flags")
-    pretrain_seed: int = _key("pretrain_seed")
+    pretrain_seeds: List[int] = _key("pretrain_seed", key="pretrain_seed")
     resources: Resources = _key("resources")
 
 
 SECTIONS = {"pretrain": PretrainSection, "det": DetSegSection, "seg": DetSegSection, "cls": ClsSection}
-STAGE_KEYS = {stage: tuple(f.name for f in fields(cls)) for stage, cls in SECTIONS.items()}
+STAGE_KEYS = {stage: tuple(_yaml_key(f) for f in fields(cls)) for stage, cls in SECTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -246,12 +251,12 @@ class _Checker:
 
     def section(self, cls, value, where: str):
         """A section dataclass from its mapping: every field through its check, in order."""
-        raw = self.mapping(value, where, [f.name for f in fields(cls)])
+        raw = self.mapping(value, where, [_yaml_key(f) for f in fields(cls)])
         read: dict = {}
         for f in fields(cls):
             check = getattr(self, f.metadata["check"])
-            options = {k: v for k, v in f.metadata.items() if k != "check"}
-            read[f.name] = check(raw.get(f.name), f"{where}.{f.name}", read=read, **options)
+            options = {k: v for k, v in f.metadata.items() if k not in ("check", "key")}
+            read[f.name] = check(raw.get(_yaml_key(f)), f"{where}.{_yaml_key(f)}", read=read, **options)
         return cls(**read)
 
     def mapping(self, value, where: str, known: Optional[Sequence[str]] = None, holds: str = "") -> dict:
@@ -418,12 +423,21 @@ class _Checker:
         self.known_archs(value, where)
         return value
 
-    def pretrain_seed(self, value, where: str, **_) -> int:
+    def pretrain_seed(self, value, where: str, **_) -> List[int]:
+        """The pretraining seeds transfer starts from: one seed (default: the first), a list, or ``all``."""
         seeds = self.pretrain.seeds
-        seed = seeds[0] if value is None else value
-        if seed not in seeds:
-            self.fail(where, f"seed {seed!r} is not among pretrain.seeds {seeds}")
-        return seed
+        if value == "all":
+            return list(seeds)
+        chosen = [seeds[0]] if value is None else value if isinstance(value, list) and value else [value]
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in chosen):
+            self.fail(where, f"expected a seed of pretrain.seeds, a list of them, or all, not {value!r}")
+        for seed in chosen:
+            if seed not in seeds:
+                self.fail(where, f"seed {seed!r} is not among pretrain.seeds {seeds} (give one of them, a list of "
+                                 "them, or all)")
+        if len(set(chosen)) != len(chosen):
+            self.fail(where, f"seed listed twice in {value}")
+        return list(chosen)
 
 
 def read_suite_file(path, output_root: Optional[str] = None) -> SuiteFile:
@@ -475,11 +489,13 @@ def _pretrain_key(run: Pretraining, seed: int) -> str:
     return f"pretrain/{run.name}/seed{seed}"
 
 
-def _starting_points(pre: PretrainSection, archs, seed: int):
-    """(pretraining run, its job's key) a transfer stage starts from."""
+def _starting_points(pre: PretrainSection, archs, seeds: List[int]):
+    """(pretraining run, its job's key, the transfer run's name) a transfer stage starts from: one
+    pretraining seed keeps the run's name; several put theirs in it (``<run>/pretrain_seed<k>``)."""
     for run in pre.architectures:
         if run.arch in archs and run.transfer:
-            yield run, _pretrain_key(run, seed)
+            for seed in seeds:
+                yield run, _pretrain_key(run, seed), run.name if len(seeds) == 1 else f"{run.name}/pretrain_seed{seed}"
 
 
 def expand(file: SuiteFile) -> Suite:
@@ -501,9 +517,9 @@ def expand(file: SuiteFile) -> Suite:
             continue
         data_options = _det_seg_data_options(stage, sec.data) if sec.data else []
         for task, config in sec.tasks.items():
-            for run, dep in _starting_points(pre, config, sec.pretrain_seed):
+            for run, dep, name in _starting_points(pre, config, sec.pretrain_seeds):
                 for seed in sec.seeds:
-                    key = f"{stage}/{task}/{run.name}/seed{seed}"
+                    key = f"{stage}/{task}/{name}/seed{seed}"
                     out = suite.output_root / key
                     argv = [str(config[run.arch]), "--work-dir", str(out), "--resume", "--cfg-options",
                             f"model.backbone.init_cfg.checkpoint={weights[dep]}", f"randomness.seed={seed}",
@@ -514,9 +530,9 @@ def expand(file: SuiteFile) -> Suite:
     if cls is not None:
         for recipe, recipe_cfgs in cls.recipes.items():
             for dataset, dataset_cfgs in cls.datasets.items():
-                for run, dep in _starting_points(pre, cls.architectures, cls.pretrain_seed):
+                for run, dep, name in _starting_points(pre, cls.architectures, cls.pretrain_seeds):
                     for seed in cls.seeds:
-                        key = f"cls/{recipe}/{dataset}/{run.name}/seed{seed}"
+                        key = f"cls/{recipe}/{dataset}/{name}/seed{seed}"
                         out = suite.output_root / key
                         data = cls.data[dataset]
                         argv = ["--config", *map(str, recipe_cfgs + dataset_cfgs), "--finetune", str(weights[dep]),
