@@ -76,6 +76,7 @@ def compare(args) -> Path:
     if args.readme:  # before any work: a README without its block stops here
         readme_text(Path(args.readme), Path(args.out))
     runs = find_runs(args.roots, args.skip_unreadable)
+    made_by = provenance(runs, args.argv)  # before anything is written: the tree as the command found it
     metrics = select_metrics(args.metric)
     baselines = args.baseline or [DEFAULT_BASELINE]
     check_request(runs, args.baseline, args.metric, metrics)
@@ -94,7 +95,6 @@ def compare(args) -> Path:
     if not args.no_plots:
         from .plots import plot_forest, plot_group_curves  # matplotlib only when plotting
         plots = plot_forest(cells, out) + plot_group_curves(runs, cells, out, baselines)
-    made_by = provenance(runs, args.argv)
     report = write_report(out, tables_md, plots, made_by)
     if args.readme:
         fill_readme(Path(args.readme), out, tables_md, plots, made_by)
