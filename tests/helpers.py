@@ -57,3 +57,17 @@ def start_and_kill(module: str, argv, ready, timeout: float = 240) -> None:
         time.sleep(0.05)
     proc.kill()  # SIGKILL: no chance to clean up, as after a crash
     proc.wait()
+
+
+def assert_plotted(path, min_colors: int = 8) -> None:
+    """``path`` is a PNG with something drawn on it: a figure-sized image using at least
+    ``min_colors`` colours (an empty canvas uses one or two). Not its byte size: compare
+    writes compact 256-colour PNGs."""
+    from PIL import Image
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= 200, (path, image.format, image.size)
+        used = image.getcolors(maxcolors=1 << 16)
+        assert used is None or len(used) >= min_colors, (path, len(used))
+
+# The suite's own CPU presets in pretrain_configs/ (the demo's and the laptop study's): not the paper's recipe.
+CPU_PRESETS = ("demo_cpu", "study_cpu")

@@ -256,16 +256,20 @@ def test_killed_runner_and_jobs_resume_to_the_uninterrupted_result(data, tmp_pat
     assert state == "failed" and detail.startswith(
         "ended without an exit status (the runner or the job was killed): "), (update, detail)
 
-    # kill -9 of the rerun's job while it writes its checkpoint: frozen in the act, then killed
+    # kill -9 of the rerun's job while it writes its checkpoint: frozen in the act, then killed. A first kill
+    # that landed in a checkpoint write left that write's temporary file: not the rerun's, so ignored.
+    stale = set(os.listdir(victim))
     second = runner(path)
     try:
         wait_until(lambda: attempt(root, "pretrain/victim/seed0").get("n") == 2
-                   and attempt(root, "pretrain/victim/seed0").get("pid") != second.pid, "the rerun", second)
+                   and attempt(root, "pretrain/victim/seed0").get("pid") != second.pid
+                   and log.read_text().count(", resuming at update ") == 1, "the rerun resuming", second)
         job = attempt(root, "pretrain/victim/seed0")["pid"]
         previous = None
         deadline = time.time() + 240
         while previous is None and second.poll() is None and time.time() < deadline:
-            writing = [n for n in os.listdir(victim) if "checkpoint-last.pth" in n and n != "checkpoint-last.pth"]
+            writing = [n for n in os.listdir(victim)
+                       if "checkpoint-last.pth" in n and n != "checkpoint-last.pth" and n not in stale]
             if not writing:
                 time.sleep(0.001)
                 continue
