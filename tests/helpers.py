@@ -65,7 +65,7 @@ def assert_plotted(path, min_colors: int = 8) -> None:
     writes compact 256-colour PNGs."""
     from PIL import Image
     with Image.open(path) as image:
-        assert image.format == "PNG" and min(image.size) >= 200, (path, image.format, image.size)
+        assert image.format == "PNG" and min(image.size) >= 100, (path, image.format, image.size)
         used = image.getcolors(maxcolors=1 << 16)
         assert used is None or len(used) >= min_colors, (path, len(used))
 
