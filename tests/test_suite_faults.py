@@ -33,7 +33,7 @@ from compare import main as compare_main
 from helpers import REPO, read_jsonl
 from test_slurm import slurm  # noqa: F401  (the cluster fixture)
 from test_suite import TINY_CLS, TINY_PRETRAIN, data, run, table  # noqa: F401  (data: a fixture)
-from test_suite_slurm import cluster, slurm_out, submitted  # noqa: F401  (cluster: a fixture)
+from test_suite_slurm import cluster, release_requeued, slurm_out, submitted  # noqa: F401  (cluster: a fixture)
 
 
 def write_suite(path, data_root, root, cls_data=None, more="", flags=()):
@@ -322,7 +322,7 @@ def test_slurm_requeue_cancel_and_failed_rerun(cluster, data, tmp_path, capsys):
     wait_until(lambda: (long_dir / "checkpoint-last.pth").is_file(), "training checkpoint", timeout=300)
     subprocess.run(["scontrol", "requeue", job], env=cluster, check=True, timeout=60)
     wait_until(lambda: queue_state(job) == "PENDING", "requeue", timeout=120)
-    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], env=cluster, check=True, timeout=60)
+    release_requeued(cluster, job)
     wait_until(lambda: resumed(2), "resumed attempt", timeout=300)
     # scancel of the running job: reported as such.
     subprocess.run(["scancel", job], env=cluster, check=True, timeout=60)

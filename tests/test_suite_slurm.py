@@ -35,6 +35,14 @@ def slurm_out(env, *cmd):
     return subprocess.run(list(cmd), env=env, capture_output=True, text=True, timeout=60).stdout
 
 
+def release_requeued(env, job_id):
+    """Start a requeued (PENDING) job now instead of after Slurm's hold (BeginTime: the
+    credential lifetime, 121 s by default), but not within the second its old launch
+    credential was revoked: slurmd refuses a credential made in or before that second
+    ("Job credential revoked") and the job fails instead of running."""
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "starttime=now+1"], env=env, check=True, timeout=60)
+
+
 def jobcomp(env):
     """Slurm's own record of every ended job (jobcomp/filetxt): job id (arrays: <array>_<task>) -> fields."""
     loc = re.search(r"^JobCompLoc\s*=\s*(\S+)", slurm_out(env, "scontrol", "show", "config"), re.M)
@@ -147,8 +155,7 @@ def test_preempted_and_killed_slurm_jobs_resume_from_their_checkpoint(cluster, d
     subprocess.run(["scancel", "--signal=USR2", job], env=cluster, check=True, timeout=60)
     wait_until(lambda: queue_state() == "PENDING", "requeue", 60)
     assert table(run(["status", path], capsys)[1])["pretrain/long/seed0"][0] == "queued"
-    # Slurm holds a requeued job back for a while (BeginTime); no need to wait for that here.
-    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], env=cluster, check=True, timeout=60)
+    release_requeued(cluster, job)
     wait_until(lambda: attempts() == 2 and "resuming at update" in (book / "log.txt").read_text(), "resumed attempt")
 
     # A kill (scancel, a crash, a node failure) ends the job; status says so, and the rerun resumes it.
