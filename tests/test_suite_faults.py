@@ -204,12 +204,13 @@ def attempt(root, key):
         return {}
 
 
-def wait_until(condition, what, proc=None, timeout=240):
+def wait_until(condition, what, proc=None, timeout=240, context=None):
+    """``context``: a callable whose answer the failure message carries (what the waiting saw)."""
     deadline = time.time() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
             pytest.fail(f"the runner ended before {what}: {proc.stdout.read()[-3000:]}")
-        assert time.time() < deadline, f"no {what} within {timeout} s"
+        assert time.time() < deadline, f"no {what} within {timeout} s" + (f": {context()}" if context else "")
         time.sleep(0.02)
 
 
@@ -318,12 +319,19 @@ def test_slurm_requeue_cancel_and_failed_rerun(cluster, data, tmp_path, capsys):
         return (attempt(root, long_key).get("n") == n
                 and (book / "log.txt").read_text().count(", resuming at update ") == n - 1)
 
+    def seen():
+        """Slurm's word on the job (kept a while after it ends), its last attempt and its log's end."""
+        fields = slurm_out(cluster, "scontrol", "show", "job", job).split()
+        said = " ".join(f for f in fields if f.startswith(("JobState=", "Reason=", "Restarts=", "EligibleTime=")))
+        return (f"{said or 'slurm knows no job ' + job}; attempt {attempt(root, long_key).get('n')}; "
+                f"log: {(book / 'log.txt').read_text()[-1500:]}")
+
     # scontrol requeue of the running job: it comes back and resumes from its checkpoint.
-    wait_until(lambda: (long_dir / "checkpoint-last.pth").is_file(), "training checkpoint", timeout=300)
+    wait_until(lambda: (long_dir / "checkpoint-last.pth").is_file(), "training checkpoint", timeout=300, context=seen)
     subprocess.run(["scontrol", "requeue", job], env=cluster, check=True, timeout=60)
-    wait_until(lambda: queue_state(job) == "PENDING", "requeue", timeout=120)
+    wait_until(lambda: queue_state(job) == "PENDING", "requeue", timeout=120, context=seen)
     release_requeued(cluster, job)
-    wait_until(lambda: resumed(2), "resumed attempt", timeout=300)
+    wait_until(lambda: resumed(2), "resumed attempt", timeout=300, context=seen)
     # scancel of the running job: reported as such.
     subprocess.run(["scancel", job], env=cluster, check=True, timeout=60)
     wait_until(lambda: queue_state(job) == "", "cancelled job leaving the queue", timeout=120)
